@@ -1,0 +1,39 @@
+"""gwgevent: GatewayWorker (PHP) rebuilt in Python on gevent.
+
+Importing the package does not monkey-patch anything, so the push client (`GatewayClient`) can be
+used from plain Flask/Django/cron code. Server processes patch themselves after fork.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .arbiter import run_all
+from .connection import TcpConnection
+from .context import context
+from .timer import Timer
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+runAll = run_all
+
+__all__ = ["Worker", "Timer", "TcpConnection", "run_all", "runAll", "context", "Register",
+           "Gateway", "BusinessWorker", "GatewayClient", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # the roles and the push client load lazily: a Flask app importing GatewayClient should not
+    # pay for the server side, and the server side should not import what it does not run
+    if name == "Register":
+        from .register import Register
+        return Register
+    if name == "Gateway":
+        from .gateway import Gateway
+        return Gateway
+    if name == "BusinessWorker":
+        from .business_worker import BusinessWorker
+        return BusinessWorker
+    if name == "GatewayClient":
+        from .push_client import GatewayClient
+        return GatewayClient
+    raise AttributeError("module 'gwgevent' has no attribute %r" % (name,))

@@ -1,0 +1,186 @@
+"""Outbound connections (gateway -> register, worker -> register, worker -> gateway).
+
+Same watcher-driven connection as the server side, plus a non-blocking connect and
+`reconnect(delay)`. Data sent while the connect is in progress is queued and leaves as soon as the
+connection is up (the CMD_WORKER_CONNECT packet rides that way).
+"""
+from __future__ import annotations
+
+import errno
+import socket as _stdsocket
+from typing import Any, Callable, Optional
+
+import _socket
+
+from .connection import (STATUS_CLOSED, STATUS_CONNECTING, STATUS_ESTABLISHED, TcpConnection,
+                         get_hub, make_stream_socket)
+from .log import get_logger
+
+__all__ = ["AsyncTcpConnection", "LinkEvents"]
+
+log = get_logger("link")
+
+
+class LinkEvents:
+    """The `worker` side of an outbound connection: callbacks instead of a listening Worker.
+
+    Roles subclass it (or pass callables). All callbacks run on the loop: keep them short.
+    """
+
+    send_fail = 0
+
+    def __init__(self, on_connect: Optional[Callable] = None, on_message: Optional[Callable] = None,
+                 on_close: Optional[Callable] = None) -> None:
+        self.on_connect = on_connect
+        self.on_message = on_message
+        self.on_close = on_close
+
+    def _deliver(self, conn: Any, msgs: list) -> None:
+        cb = self.on_message
+        if cb is not None:
+            cb(conn, msgs)
+
+    def _deliver_handshake(self, conn: Any, data: dict) -> None:
+        pass
+
+    def _connection_closed(self, conn: Any) -> None:
+        if self.on_close is not None:
+            self.on_close(conn)
+
+    def _connected(self, conn: Any) -> None:
+        if self.on_connect is not None:
+            self.on_connect(conn)
+
+    def _buffer_full(self, conn: Any) -> None:
+        pass
+
+    def _buffer_drain(self, conn: Any) -> None:
+        pass
+
+
+class AsyncTcpConnection(TcpConnection):
+    """Connect out to host:port; `events` receives messages as lists (like a Worker's _deliver)."""
+
+    __slots__ = ("host", "port", "codec_class", "_reconnect_timer", "connect_error")
+
+    def __init__(self, events: LinkEvents, host: str, port: int, codec_class: Any) -> None:
+        super().__init__(events, None, host, port, 0)
+        self.host = host
+        self.port = port
+        self.codec_class = codec_class
+        self._reconnect_timer = None
+        self.connect_error = ""
+        self._status = STATUS_CLOSED
+
+    @property
+    def address(self) -> str:
+        return "%s:%s" % (self.host, self.port)
+
+    def connect(self) -> None:
+        if self._status in (STATUS_CONNECTING, STATUS_ESTABLISHED):
+            return
+        self._cancel_reconnect()
+        try:
+            infos = _stdsocket.getaddrinfo(self.host, self.port, 0, _stdsocket.SOCK_STREAM)
+            family, _, _, _, sockaddr = infos[0]
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
+        except OSError as exc:
+            self._connect_failed(str(exc))
+            return
+        sock.setblocking(False)
+        err = sock.connect_ex(sockaddr)
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            sock.close()
+            self._connect_failed(_strerror(err))
+            return
+        self.sock = make_stream_socket(sock.detach(), family)
+        self._status = STATUS_CONNECTING
+        self.codec = self.codec_class(self)
+        self._ww = get_hub().loop.io(self.sock.fileno(), 2)
+        self._ww.start(self._on_connect_ready)
+
+    def _on_connect_ready(self) -> None:
+        err = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        self._ww.stop()
+        self._ww.close()
+        self._ww = None
+        if err:
+            self.sock.close()
+            self._status = STATUS_CLOSED
+            self._out = None
+            self._out_size = 0
+            self._connect_failed(_strerror(err))
+            return
+        self._status = STATUS_ESTABLISHED
+        self.connect_error = ""
+        self._rw = None
+        self.start_reading()
+        self.worker._connected(self)
+        if self._out is not None and self._status == STATUS_ESTABLISHED:
+            self._flush()
+
+    def _connect_failed(self, reason: str) -> None:
+        self.connect_error = reason
+        self.worker._connection_closed(self)
+
+    def destroy(self) -> None:
+        if self._status == STATUS_CONNECTING:
+            if self._ww is not None:
+                self._ww.stop()
+                self._ww.close()
+                self._ww = None
+            self._status = STATUS_ESTABLISHED  # let the base class run its full teardown
+        super().destroy()
+
+    def reconnect(self, delay: float = 1.0) -> None:
+        """Connect again after `delay` seconds (the old socket must be closed)."""
+        self._cancel_reconnect()
+        timer = get_hub().loop.timer(delay, 0.0)
+        self._reconnect_timer = timer
+        timer.start(self._reconnect_now)
+
+    def _reconnect_now(self) -> None:
+        self._reconnect_timer = None
+        self._out = None
+        self._out_size = 0
+        self._status = STATUS_CLOSED
+        self.connect()
+
+    def _cancel_reconnect(self) -> None:
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.stop()
+            self._reconnect_timer.close()
+            self._reconnect_timer = None
+
+    def cancel(self) -> None:
+        """Stop for good: no reconnect, socket closed."""
+        self._cancel_reconnect()
+        if self._status != STATUS_CLOSED:
+            self.worker = LinkEvents()  # nobody to tell any more
+            self.destroy()
+
+    def _write(self, data: bytes, force: bool = False) -> bool:
+        if self._status == STATUS_CONNECTING:
+            # queue until connected; the connect watcher occupies _ww so no flush is scheduled
+            if self._out is None:
+                self._out = [data]
+                self._out_size = len(data)
+            else:
+                self._out.append(data)
+                self._out_size += len(data)
+            return True
+        return super()._write(data, force)
+
+    def send(self, data: Any, raw: bool = False) -> Optional[bool]:
+        if self._status == STATUS_CONNECTING:
+            if not raw:
+                data = self.codec.encode(data)
+            elif type(data) is str:
+                data = data.encode()
+            return self._write(data)
+        return super().send(data, raw)
+
+
+def _strerror(err: int) -> str:
+    import os
+    return "%s (%s)" % (os.strerror(err), errno.errorcode.get(err, err))

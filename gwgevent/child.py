@@ -1,0 +1,127 @@
+"""Life of a forked child process: fresh hub, signals, serve, stop, exit.
+
+The master imports no business code; everything user-defined that is loaded by name (event
+handlers, protocols) is imported here, after fork, so a reloaded child picks up edited files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import warnings
+from typing import Any
+
+from .log import get_logger, setup_logging
+
+log = get_logger("child")
+
+#: files the master tells its children about (set by the arbiter before fork)
+paths: "dict[str, str]" = {}
+
+
+def run_child(worker: Any, worker_id: int) -> None:
+    worker.id = worker_id
+    _reset_signals()
+    _set_title("gwgevent: %s worker #%d" % (worker.name, worker_id))
+    setup_logging(process_name="%s#%d" % (worker.name, worker_id))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gevent import monkey
+        monkey.patch_all()
+    import gevent
+    import gevent.event
+    gevent.reinit()
+    _switch_user(worker)
+    worker._stop_event = gevent.event.Event()
+    from .worker import Worker
+    Worker.current = worker
+    _install_signal_handlers(worker)
+    code = 0
+    try:
+        worker._start_serving()
+        worker._stop_event.wait()
+    except Exception:
+        log.exception("%s #%d failed", worker.name, worker_id)
+        code = 1
+    try:
+        worker.on_stopped()
+    except Exception:
+        log.exception("%s #%d: on_worker_stop failed", worker.name, worker_id)
+    try:
+        from .connection import flush_pending
+        flush_pending()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _reset_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGIO, signal.SIGABRT, signal.SIGCHLD, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass
+
+
+def _switch_user(worker: Any) -> None:
+    if not worker.user or os.getuid() != 0:
+        return
+    import grp
+    import pwd
+    try:
+        pw = pwd.getpwnam(worker.user)
+        gid = grp.getgrnam(worker.group).gr_gid if worker.group else pw.pw_gid
+        os.initgroups(worker.user, gid)
+        os.setgid(gid)
+        os.setuid(pw.pw_uid)
+    except (KeyError, OSError) as exc:
+        log.error("%s: cannot switch to user %r: %s", worker.name, worker.user, exc)
+
+
+def _install_signal_handlers(worker: Any) -> None:
+    import gevent
+    handlers = {
+        signal.SIGINT: lambda: worker.stop(graceful=False),
+        signal.SIGTERM: lambda: worker.stop(graceful=False),
+        signal.SIGHUP: lambda: worker.stop(graceful=False),
+        signal.SIGTSTP: lambda: worker.stop(graceful=False),
+        signal.SIGQUIT: lambda: worker.stop(graceful=True),
+        signal.SIGUSR1: lambda: worker.reload(graceful=False),
+        signal.SIGUSR2: lambda: worker.reload(graceful=True),
+        signal.SIGABRT: lambda: _write_status(worker),
+        signal.SIGIO: lambda: _write_connections(worker),
+    }
+    for sig, fn in handlers.items():
+        gevent.signal_handler(sig, fn)
+
+
+def _append_line(path: str, row: Any) -> None:
+    data = (json.dumps(row) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)  # one O_APPEND write per process: lines never interleave
+    finally:
+        os.close(fd)
+
+
+def _write_status(worker: Any) -> None:
+    path = paths.get("status")
+    if path:
+        _append_line(path, worker.status_row())
+
+
+def _write_connections(worker: Any) -> None:
+    path = paths.get("connections")
+    if path:
+        _append_line(path, worker.connection_rows())

@@ -1,0 +1,413 @@
+"""Connections driven by loop watchers, not by a greenlet each.
+
+An idle socket here costs a small `__slots__` object, a raw `_socket.socket` and one libev io
+watcher (about 0.7 KB together); a greenlet parked per socket would cost its saved stack slice
+(about 9 KB). Reads happen in watcher callbacks on the hub; user code runs where the owning
+Worker decides (runner greenlets for user callbacks, directly for the roles' own logic).
+
+Writes are batched: `send()` appends to the connection's outgoing list and the connection is
+flushed once per loop iteration, so ten answers produced from one read leave in one send(), and a
+broadcast of many frames to one receiver costs one syscall per receiver per iteration.
+"""
+from __future__ import annotations
+
+import errno
+import socket as _stdsocket
+from collections import deque
+from typing import Any, Callable, List, Optional
+
+import _socket
+from gevent import get_hub
+
+from .log import get_logger
+
+__all__ = ["TcpConnection", "flush_pending", "STATUS_NAMES"]
+
+log = get_logger("connection")
+
+STATUS_INITIAL, STATUS_CONNECTING, STATUS_ESTABLISHED, STATUS_CLOSING, STATUS_CLOSED = range(5)
+STATUS_NAMES = {0: "INITIAL", 1: "CONNECTING", 2: "ESTABLISHED", 3: "CLOSING", 4: "CLOSED"}
+
+READ_SIZE = 65536
+CODEC_CLOSE = 1
+CODEC_DESTROY = 2
+
+_EV_READ = 1
+_EV_WRITE = 2
+
+# Connections with data queued since the last flush; one loop callback flushes them all.
+_pending: List["TcpConnection"] = []
+_flush_scheduled = False
+
+
+def _schedule_flush() -> None:
+    global _flush_scheduled
+    _flush_scheduled = True
+    get_hub().loop.run_callback(flush_pending)
+
+
+def flush_pending() -> None:
+    """Write every connection's queued data with one send() each (run once per loop iteration)."""
+    global _flush_scheduled, _pending
+    _flush_scheduled = False
+    while _pending:
+        batch = _pending
+        _pending = []
+        for conn in batch:
+            if conn._out is not None and conn._ww is None:
+                conn._flush()
+
+
+class TcpConnection:
+    """One accepted (or outbound) TCP connection. Workerman's TcpConnection, callback-driven."""
+
+    __slots__ = (
+        "id", "worker", "sock", "codec", "remote_ip", "remote_port", "_rw", "_ww", "_out",
+        "_out_size", "_status", "bytes_read", "bytes_written", "max_send_buffer_size",
+        "max_package_size", "_busy", "_backlog", "_paused", "_full", "websocket_type",
+        "on_message", "on_close", "on_buffer_full", "on_buffer_drain", "on_error", "context",
+        "__weakref__",
+    )
+
+    #: class-wide defaults, like Workerman's static TcpConnection::$defaultMaxSendBufferSize
+    default_max_send_buffer_size = 1048576
+    default_max_package_size = 10485760
+
+    def __init__(self, worker: Any, sock: Any, remote_ip: str, remote_port: int,
+                 conn_id: int = 0) -> None:
+        self.id = conn_id
+        self.worker = worker
+        self.sock = sock
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self._rw = None
+        self._ww = None
+        self._out = None
+        self._out_size = 0
+        self._status = STATUS_ESTABLISHED
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.max_send_buffer_size = self.default_max_send_buffer_size
+        self.max_package_size = self.default_max_package_size
+        self._busy = False
+        self._backlog = None
+        self._paused = False
+        self._full = False
+        self.websocket_type = b"\x81"
+        self.on_message = None
+        self.on_close = None
+        self.on_buffer_full = None
+        self.on_buffer_drain = None
+        self.on_error = None
+        self.context = None
+        self.codec = None
+
+    # ---------------------------------------------------------------- reading
+    def start_reading(self) -> None:
+        if self._rw is None:
+            self._rw = get_hub().loop.io(self.sock.fileno(), _EV_READ)
+        if not self._paused:
+            self._rw.start(self._on_readable)
+
+    def _recv(self) -> bytes:
+        return self.sock.recv(READ_SIZE)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._io_error("read", exc)
+            return
+        if not data:
+            self.destroy()
+            return
+        self.bytes_read += len(data)
+        codec = self.codec
+        msgs = codec.feed(data)
+        if codec.pending:
+            self._codec_side_effects(msgs)
+        elif msgs:
+            self.worker._deliver(self, msgs)
+
+    def _codec_side_effects(self, msgs: list) -> None:
+        """Rare path: the protocol wants to write (handshake reply, pong, close frame), reports a
+        completed handshake, or asks for the connection to end."""
+        codec = self.codec
+        codec.pending = False
+        out = codec.out
+        if out:
+            codec.out = []
+            for chunk in out:
+                self._write(chunk, force=True)
+        handshake = codec.handshake
+        if handshake is not None:
+            codec.handshake = None
+            self.worker._deliver_handshake(self, handshake)
+        if msgs and self._status == STATUS_ESTABLISHED:
+            self.worker._deliver(self, msgs)
+        closing = codec.closing
+        if closing:
+            if codec.error:
+                log.info("closing connection %s from %s:%s: %s", self.id, self.remote_ip,
+                         self.remote_port, codec.error)
+                codec.error = None
+            if closing == CODEC_DESTROY:
+                self.destroy()
+            else:
+                self._close_after_flush()
+
+    def pause_recv(self) -> None:
+        """Stop reading (backpressure); the kernel buffer then throttles the peer."""
+        self._paused = True
+        if self._rw is not None:
+            self._rw.stop()
+
+    def resume_recv(self) -> None:
+        self._paused = False
+        if self._rw is not None and self._status < STATUS_CLOSING:
+            self._rw.start(self._on_readable)
+
+    # ---------------------------------------------------------------- writing
+    def send(self, data: Any, raw: bool = False) -> Optional[bool]:
+        """Queue data for the client. True = queued, False = dropped (closed or send buffer
+        full, counted in send_fail), None = held by the protocol until its handshake is done."""
+        if self._status >= STATUS_CLOSING:
+            return False
+        if not raw:
+            data = self.codec.encode(data)
+            if not data:
+                return None
+        elif type(data) is str:
+            data = data.encode()
+        return self._write(data)
+
+    def _write(self, data: bytes, force: bool = False) -> bool:
+        size = self._out_size
+        if size >= self.max_send_buffer_size and not force:
+            self._buffer_overflow()
+            return False
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._out_size = len(data)
+            if self._ww is None:
+                _pending.append(self)
+                if not _flush_scheduled:
+                    _schedule_flush()
+        else:
+            out.append(data)
+            self._out_size = size + len(data)
+        if self._out_size >= self.max_send_buffer_size and not self._full:
+            self._full = True
+            self.worker._buffer_full(self)
+        return True
+
+    def _buffer_overflow(self) -> None:
+        self.worker.send_fail += 1
+        if self.on_error is not None:
+            try:
+                self.on_error(self, 2, "send buffer full and drop package")
+            except Exception:
+                log.exception("on_error callback failed for connection %s", self.id)
+
+    def _send_raw(self, data: bytes) -> int:
+        return self.sock.send(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        try:
+            sent = self._send_raw(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._io_error("write", exc)
+            return
+        self.bytes_written += sent
+        if sent == len(data):
+            self._out = None
+            self._out_size = 0
+            if self._ww is not None:
+                self._ww.stop()
+                self._ww = None
+            if self._full:
+                self._full = False
+                self.worker._buffer_drain(self)
+            if self._status == STATUS_CLOSING:
+                self.destroy()
+            return
+        rest = data[sent:]
+        self._out = [rest]
+        self._out_size = len(rest)
+        if self._ww is None:
+            self._ww = get_hub().loop.io(self.sock.fileno(), _EV_WRITE)
+            self._ww.start(self._flush)
+
+    @property
+    def send_buffer_size(self) -> int:
+        return self._out_size
+
+    # ---------------------------------------------------------------- closing
+    def close(self, data: Any = None, raw: bool = False) -> None:
+        """Send optional final data, then close once the send buffer has drained."""
+        if self._status >= STATUS_CLOSING:
+            return
+        if data is not None:
+            self.send(data, raw)
+        else:
+            frame = getattr(self.codec, "close_frame", None)
+            if frame is not None:
+                fb = frame()
+                if fb:
+                    self._write(fb, force=True)
+        self._close_after_flush()
+
+    def _close_after_flush(self) -> None:
+        if self._status >= STATUS_CLOSING:
+            return
+        self._status = STATUS_CLOSING
+        if self._rw is not None:
+            self._rw.stop()
+        if self._out is None:
+            self.destroy()
+
+    def destroy(self) -> None:
+        """Close now; queued data is discarded. on_close fires exactly once."""
+        if self._status == STATUS_CLOSED:
+            return
+        self._status = STATUS_CLOSED
+        if self._rw is not None:
+            self._rw.stop()
+            self._rw.close()
+            self._rw = None
+        if self._ww is not None:
+            self._ww.stop()
+            self._ww.close()
+            self._ww = None
+        self._out = None
+        self._out_size = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.worker._connection_closed(self)
+
+    def _io_error(self, what: str, exc: OSError) -> None:
+        if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED):
+            log.info("connection %s from %s:%s: %s error: %s", self.id, self.remote_ip,
+                     self.remote_port, what, exc)
+        self.destroy()
+
+    # ---------------------------------------------------------------- info
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def remote_address(self) -> str:
+        return "%s:%s" % (self.remote_ip, self.remote_port)
+
+    def _sockname(self):
+        try:
+            return self.sock.getsockname()
+        except OSError:
+            return ("0.0.0.0", 0)
+
+    @property
+    def local_ip(self) -> str:
+        return self._sockname()[0]
+
+    @property
+    def local_port(self) -> int:
+        return self._sockname()[1]
+
+    @property
+    def local_address(self) -> str:
+        ip, port = self._sockname()[:2]
+        return "%s:%s" % (ip, port)
+
+    @property
+    def protocol_name(self) -> str:
+        return getattr(self.codec, "name", "tcp")
+
+    def kernel_queues(self) -> "tuple[int, int]":
+        """(Recv-Q, Send-Q) as the kernel sees them, for `connections`."""
+        import fcntl
+        import struct
+        import termios
+        try:
+            fd = self.sock.fileno()
+            recvq = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            sendq = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            return recvq, sendq + self._out_size
+        except OSError:
+            return 0, self._out_size
+
+    def __repr__(self) -> str:
+        return "<%s id=%s %s:%s %s>" % (type(self).__name__, self.id, self.remote_ip,
+                                         self.remote_port, STATUS_NAMES[self._status])
+
+    # camelCase aliases (Workerman)
+    pauseRecv = pause_recv
+    resumeRecv = resume_recv
+
+    @property
+    def maxSendBufferSize(self) -> int:
+        return self.max_send_buffer_size
+
+    @maxSendBufferSize.setter
+    def maxSendBufferSize(self, value: int) -> None:
+        self.max_send_buffer_size = int(value)
+
+    @property
+    def maxPackageSize(self) -> int:
+        return self.max_package_size
+
+    @maxPackageSize.setter
+    def maxPackageSize(self, value: int) -> None:
+        self.max_package_size = int(value)
+
+    def getRemoteIp(self) -> str:
+        return self.remote_ip
+
+    def getRemotePort(self) -> int:
+        return self.remote_port
+
+    def getRemoteAddress(self) -> str:
+        return self.remote_address
+
+    def getLocalIp(self) -> str:
+        return self.local_ip
+
+    def getLocalPort(self) -> int:
+        return self.local_port
+
+    @property
+    def websocketType(self) -> bytes:
+        return self.websocket_type
+
+    @websocketType.setter
+    def websocketType(self, value: Any) -> None:
+        self.websocket_type = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+
+
+def make_stream_socket(fd: int, family: int) -> Any:
+    """Wrap an accepted fd in a raw non-blocking socket with TCP_NODELAY (answers are batched
+    per loop iteration already, so Nagle would only add latency)."""
+    sock = _socket.socket(family, _socket.SOCK_STREAM, 0, fd)
+    sock.setblocking(False)
+    if family != _socket.AF_UNIX:
+        try:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    return sock
+
+
+def run_backlog(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+    """Queue a job for a busy connection (its handler is blocked); kept in arrival order."""
+    if conn._backlog is None:
+        conn._backlog = deque()
+    conn._backlog.append((fn, args))

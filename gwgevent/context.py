@@ -1,0 +1,90 @@
+"""Per-event context of a BusinessWorker, local to the greenlet running the handler.
+
+PHP keeps this in globals ($_SERVER, $_SESSION, Context::$client_id) because one process runs one
+event at a time. Here events of different clients run concurrently in greenlets, so each handler
+greenlet carries its own Context; `current()` finds it. Timers and greenlets spawned by user code
+have no context (as in PHP, where Context is cleared after each event).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+__all__ = ["Context", "current", "bind", "unbind", "context"]
+
+
+class Context:
+    """What PHP spreads over $_SERVER, $_SESSION and Lib\\Context for one client event."""
+
+    __slots__ = (
+        "client_id", "connection_id", "local_ip", "local_port", "client_ip", "client_port",
+        "gateway_port", "gateway_addr", "session", "old_session", "session_raw", "cmd",
+    )
+
+    def __init__(self, client_id: str = "", connection_id: int = 0, local_ip: str = "",
+                 local_port: int = 0, client_ip: str = "", client_port: int = 0,
+                 gateway_port: int = 0, session: Optional[dict] = None, cmd: int = 0) -> None:
+        self.client_id = client_id
+        self.connection_id = connection_id
+        self.local_ip = local_ip          # gateway lan ip (dotted)
+        self.local_port = local_port      # gateway inner (lan) port
+        self.client_ip = client_ip        # client remote ip (dotted)
+        self.client_port = client_port
+        self.gateway_port = gateway_port  # gateway public port
+        self.gateway_addr = local_ip
+        self.session = session
+        self.old_session = session
+        self.session_raw = b""
+        self.cmd = cmd
+
+    @property
+    def server(self) -> dict:
+        """PHP's replaced $_SERVER for the event."""
+        return {
+            "REMOTE_ADDR": self.client_ip, "REMOTE_PORT": self.client_port,
+            "GATEWAY_ADDR": self.local_ip, "GATEWAY_PORT": self.gateway_port,
+            "GATEWAY_CLIENT_ID": self.client_id,
+        }
+
+
+_by_greenlet: "dict[Any, Context]" = {}
+
+
+def current() -> Optional[Context]:
+    """The context of the event the calling greenlet is handling, or None."""
+    return _by_greenlet.get(getcurrent())
+
+
+def bind(ctx: Context) -> None:
+    _by_greenlet[getcurrent()] = ctx
+
+
+def unbind() -> None:
+    _by_greenlet.pop(getcurrent(), None)
+
+
+class _ContextProxy:
+    """`from gwgevent import context; context.session['x'] = 1` reads the current event's context."""
+
+    def __getattr__(self, name: str) -> Any:
+        ctx = current()
+        if ctx is None:
+            if name == "session":
+                return None
+            raise RuntimeError("no client context here: context is only set while a "
+                               "BusinessWorker handles a client event (not in timers)")
+        return getattr(ctx, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        ctx = current()
+        if ctx is None:
+            raise RuntimeError("no client context here: context is only set while a "
+                               "BusinessWorker handles a client event (not in timers)")
+        setattr(ctx, name, value)
+
+    def __bool__(self) -> bool:
+        return current() is not None
+
+
+context = _ContextProxy()

@@ -1,0 +1,446 @@
+"""The Worker base: a listening socket served by `count` forked processes, Workerman's model.
+
+Connections are driven by loop watchers (see connection.py). User callbacks run in *runner*
+greenlets: a small pool of greenlets the hub switches into to run a callback. A callback that
+never blocks costs two greenlet switches; one that blocks (a query, a sleep) keeps its runner
+while the loop goes on serving everybody else, and later events of the same connection wait in
+that connection's backlog, so per-connection order holds.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import signal
+import socket as _stdsocket
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+import _socket
+from greenlet import getcurrent, greenlet
+
+from .connection import TcpConnection, make_stream_socket, run_backlog
+from .log import get_logger
+from .timer import Timer
+
+__all__ = ["Worker", "parse_address", "CAMEL_ALIASES"]
+
+log = get_logger("worker")
+
+#: camelCase (Workerman) -> snake_case attribute names accepted on every Worker
+CAMEL_ALIASES = {
+    "onWorkerStart": "on_worker_start", "onWorkerStop": "on_worker_stop",
+    "onWorkerReload": "on_worker_reload", "onConnect": "on_connect", "onMessage": "on_message",
+    "onClose": "on_close", "onError": "on_error", "onBufferFull": "on_buffer_full",
+    "onBufferDrain": "on_buffer_drain", "onWebSocketConnect": "on_websocket_connect",
+    "reusePort": "reuse_port", "maxSendBufferSize": "max_send_buffer_size",
+    "maxPackageSize": "max_package_size", "stopTimeout": "stop_timeout",
+}
+
+MAX_IDLE_RUNNERS = 64
+ACCEPTS_PER_WAKEUP = 64
+
+
+def parse_address(address: str) -> "tuple[str, str, int]":
+    """'websocket://0.0.0.0:8282' -> ('websocket', '0.0.0.0', 8282)."""
+    if "://" not in address:
+        raise ValueError("listen address %r must look like scheme://host:port" % (address,))
+    scheme, rest = address.split("://", 1)
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("listen address %r has no numeric port" % (address,))
+    host = host.strip("[]") or "0.0.0.0"
+    return scheme.lower(), host, int(port)
+
+
+class Worker:
+    """A group of `count` processes serving one listen address with the same callbacks."""
+
+    #: every Worker constructed in this interpreter, in order (start.py builds them all)
+    _all: List["Worker"] = []
+    #: the Worker this child process runs (None in the master)
+    current: Optional["Worker"] = None
+
+    def __init__(self, address: Optional[str] = None, *, name: Optional[str] = None,
+                 count: int = 1, **options: Any) -> None:
+        self.address = address
+        self.name = name or "none"
+        self.count = count
+        self.reloadable = True
+        self.user = ""
+        self.group = ""
+        self.reuse_port = False
+        self.transport = "tcp"
+        self.ssl_context: Any = None
+        self.certfile: Optional[str] = None
+        self.keyfile: Optional[str] = None
+        self.backlog = 102400
+        self.max_send_buffer_size = TcpConnection.default_max_send_buffer_size
+        self.max_package_size = TcpConnection.default_max_package_size
+        self.on_worker_start: Optional[Callable] = None
+        self.on_worker_stop: Optional[Callable] = None
+        self.on_worker_reload: Optional[Callable] = None
+        self.on_connect: Optional[Callable] = None
+        self.on_message: Optional[Callable] = None
+        self.on_close: Optional[Callable] = None
+        self.on_error: Optional[Callable] = None
+        self.on_buffer_full: Optional[Callable] = None
+        self.on_buffer_drain: Optional[Callable] = None
+        self.on_websocket_connect: Optional[Callable] = None
+        # where the start file lives: user protocols and event handlers are found relative to it
+        self.app_dir = _caller_dir()
+        self.scheme = ""
+        self.host = ""
+        self.port = 0
+        if address:
+            self.scheme, self.host, self.port = parse_address(address)
+        # runtime state (child process)
+        self.id = 0
+        self.connections: Dict[int, TcpConnection] = {}
+        self.total_request = 0
+        self.send_fail = 0
+        self.stopping = False
+        self._listener: Any = None
+        self._accept_watcher: Any = None
+        self._codec_class: Any = None
+        self._hub: Any = None
+        self._idle_runners: List[greenlet] = []
+        self._conn_ids = itertools.count(1)
+        self._stop_event: Any = None
+        self._graceful = False
+        for key, value in options.items():
+            setattr(self, key, value)
+        Worker._all.append(self)
+
+    # ------------------------------------------------------------ aliases
+    def __setattr__(self, key: str, value: Any) -> None:
+        object.__setattr__(self, CAMEL_ALIASES.get(key, key), value)
+
+    def __getattr__(self, key: str) -> Any:
+        snake = CAMEL_ALIASES.get(key)
+        if snake is None:
+            raise AttributeError("%s has no attribute %r" % (type(self).__name__, key))
+        return getattr(self, snake)
+
+    # ------------------------------------------------------------ master side
+    @property
+    def listening(self) -> str:
+        return self.address or "none"
+
+    def needs_master_listener(self) -> bool:
+        """Bound before fork (shared by all children) unless each child binds with reuse_port."""
+        return bool(self.address) and not self.reuse_port
+
+    def listen(self) -> None:
+        if self._listener is not None or not self.address:
+            return
+        self._codec_class = self._resolve_codec()
+        infos = _stdsocket.getaddrinfo(self.host, self.port, 0, _stdsocket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, "%s: cannot listen on %s: %s" % (self.name, self.address,
+                                                                     exc.strerror)) from None
+        sock.listen(self.backlog)
+        sock.setblocking(False)
+        self._listener = sock
+
+    def unlisten(self) -> None:
+        if self._accept_watcher is not None:
+            self._accept_watcher.stop()
+            self._accept_watcher = None
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+            self._listener = None
+
+    def _resolve_codec(self) -> Any:
+        from .protocols import get_codec_class
+        scheme = self.scheme
+        if self.transport == "ssl" and scheme == "wss":
+            scheme = "websocket"
+        return get_codec_class(scheme, self.app_dir)
+
+    # ------------------------------------------------------------ child side
+    def run_child(self, worker_id: int) -> None:
+        """Entry point of a forked child: serve until told to stop, then exit the process."""
+        from .child import run_child
+        run_child(self, worker_id)
+
+    def _start_serving(self) -> None:
+        """Called in the child once the hub exists: start accepting, run on_worker_start."""
+        from gevent import get_hub
+        self._hub = get_hub()
+        Timer.runner = self._run_job
+        if self.address:
+            if self._listener is None:
+                self.listen()
+            if self._codec_class is None:
+                self._codec_class = self._resolve_codec()
+            self._accept_watcher = self._hub.loop.io(self._listener.fileno(), 1)
+            self._accept_watcher.start(self._on_acceptable)
+        self._ssl = self._make_ssl_context() if self.transport == "ssl" else None
+        if self.on_worker_start is not None:
+            self._call_user_sync(self.on_worker_start, self)
+
+    def _make_ssl_context(self) -> Any:
+        import ssl
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if not self.certfile:
+            raise ValueError("%s: transport='ssl' needs ssl_context or certfile/keyfile" % self.name)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.certfile, self.keyfile)
+        return ctx
+
+    def _on_acceptable(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                fd, addr = listener._accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._accept_pause(exc)
+                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                log.warning("%s: accept failed on %s: %s", self.name, self.address, exc)
+                return
+            try:
+                sock = make_stream_socket(fd, listener.family)
+            except OSError:
+                os.close(fd)
+                continue
+            self._accept_connection(sock, addr)
+
+    def _accept_pause(self, exc: OSError) -> None:
+        """Out of file descriptors: stop accepting for a second instead of spinning."""
+        from .log import log_once
+        log_once(log, "accept-" + self.name, "%s: cannot accept on %s (%s); pausing accepts "
+                 "for 1 s. Raise the open files limit (ulimit -n).", self.name, self.address, exc)
+        self._accept_watcher.stop()
+        Timer.delay(1.0, self._accept_resume)
+
+    def _accept_resume(self) -> None:
+        if self._accept_watcher is not None and not self.stopping:
+            self._accept_watcher.start(self._on_acceptable)
+
+    def _next_connection_id(self) -> int:
+        return next(self._conn_ids)
+
+    def _connection_class(self) -> type:
+        return TcpConnection
+
+    def _accept_connection(self, sock: Any, addr: Any) -> TcpConnection:
+        ip = sys.intern(addr[0]) if isinstance(addr, tuple) else "unix"
+        port = addr[1] if isinstance(addr, tuple) else 0
+        if self._ssl is not None:
+            from .tls import TlsConnection
+            conn = TlsConnection(self, sock, ip, port, self._next_connection_id(), self._ssl)
+        else:
+            conn = self._connection_class()(self, sock, ip, port, self._next_connection_id())
+        conn.max_send_buffer_size = self.max_send_buffer_size
+        conn.max_package_size = self.max_package_size
+        conn.codec = self._codec_class(conn)
+        self.connections[conn.id] = conn
+        self._on_open(conn)
+        if conn._status < 3:
+            conn.start_reading()
+        return conn
+
+    # ------------------------------------------------------------ events (override in roles)
+    def _on_open(self, conn: TcpConnection) -> None:
+        if self.on_connect is not None:
+            self._run_job(conn, self._call_user, (self.on_connect, conn))
+
+    def _deliver(self, conn: TcpConnection, msgs: list) -> None:
+        self.total_request += len(msgs)
+        cb = conn.on_message or self.on_message
+        if cb is None:
+            return
+        self._run_job(conn, self._call_each, (cb, conn, msgs))
+
+    def _deliver_handshake(self, conn: TcpConnection, data: dict) -> None:
+        if self.on_websocket_connect is not None:
+            self._run_job(conn, self._call_user, (self.on_websocket_connect, conn, data))
+
+    def _connection_closed(self, conn: TcpConnection) -> None:
+        self.connections.pop(conn.id, None)
+        cb = conn.on_close or self.on_close
+        if cb is not None:
+            self._run_job(conn, self._call_user, (cb, conn))
+        if self._graceful and not self.connections:
+            self._stop_event.set()
+
+    def _buffer_full(self, conn: TcpConnection) -> None:
+        cb = conn.on_buffer_full or self.on_buffer_full
+        if cb is not None:
+            self._run_job(None, self._call_user, (cb, conn))
+
+    def _buffer_drain(self, conn: TcpConnection) -> None:
+        cb = conn.on_buffer_drain or self.on_buffer_drain
+        if cb is not None:
+            self._run_job(None, self._call_user, (cb, conn))
+
+    # ------------------------------------------------------------ runners
+    def _run_job(self, conn: Any, fn: Callable[..., Any], args: tuple = ()) -> None:
+        """Run fn(*args) in a runner greenlet, after earlier jobs of the same connection."""
+        if conn is not None and conn._busy:
+            run_backlog(conn, fn, args)
+            return
+        hub = self._hub
+        if hub is None or getcurrent() is not hub:
+            # not on the loop (e.g. inside a handler): run inline, order is already ours
+            fn(*args)
+            return
+        idle = self._idle_runners
+        runner = idle.pop() if idle else greenlet(self._runner_main, parent=hub)
+        runner.switch(conn, fn, args)
+
+    def _runner_main(self, conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+        hub = self._hub
+        idle = self._idle_runners
+        me = getcurrent()
+        while True:
+            if conn is None:
+                fn(*args)
+            else:
+                conn._busy = True
+                try:
+                    fn(*args)
+                    backlog = conn._backlog
+                    while backlog:
+                        f, a = backlog.popleft()
+                        f(*a)
+                finally:
+                    conn._busy = False
+            if len(idle) >= MAX_IDLE_RUNNERS:
+                return
+            idle.append(me)
+            conn, fn, args = hub.switch()
+
+    def _call_user(self, cb: Callable[..., Any], *args: Any) -> None:
+        try:
+            cb(*args)
+        except Exception:
+            self._log_callback_error(cb, args)
+
+    def _call_each(self, cb: Callable[..., Any], conn: Any, msgs: list) -> None:
+        for msg in msgs:
+            try:
+                cb(conn, msg)
+            except Exception:
+                self._log_callback_error(cb, (conn,))
+
+    def _log_callback_error(self, cb: Any, args: tuple) -> None:
+        who = ""
+        if args and isinstance(args[0], TcpConnection):
+            c = args[0]
+            who = " (connection %s from %s:%s)" % (c.id, c.remote_ip, c.remote_port)
+        log.exception("%s: callback %s raised%s; the process keeps serving", self.name,
+                      getattr(cb, "__qualname__", repr(cb)), who)
+
+    def _call_user_sync(self, cb: Callable[..., Any], *args: Any) -> None:
+        """Run a lifecycle callback (start/stop/reload) to completion, blocking allowed."""
+        import gevent
+        g = gevent.spawn(self._call_user, cb, *args)
+        g.join()
+
+    # ------------------------------------------------------------ stop / reload (child)
+    def stop(self, graceful: bool = False) -> None:
+        """Stop serving: fast (close every connection now) or graceful (stop accepting, exit
+        once the last connection has closed)."""
+        if self.stopping and not (self._graceful and not graceful):
+            return
+        self.stopping = True
+        self.unlisten()
+        if graceful and self.connections:
+            self._graceful = True
+            log.info("%s #%d: graceful stop, waiting for %d connection(s) to close", self.name,
+                     self.id, len(self.connections))
+            return
+        self._graceful = False
+        for conn in list(self.connections.values()):
+            conn.close()
+        self._stop_event.set()
+
+    def reload(self, graceful: bool = False) -> None:
+        """Reload signal: a reloadable process stops (the master forks a fresh one with the same
+        id, which imports edited code); a non-reloadable one runs on_worker_reload and goes on."""
+        if self.on_worker_reload is not None:
+            import gevent
+            gevent.spawn(self._call_user, self.on_worker_reload, self)
+        if self.reloadable:
+            self.stop(graceful=graceful)
+
+    def on_stopped(self) -> None:
+        """Last moment in the child before exit: run on_worker_stop."""
+        if self.on_worker_stop is not None:
+            self._call_user_sync(self.on_worker_stop, self)
+
+    # ------------------------------------------------------------ status
+    def status_row(self) -> dict:
+        return {
+            "pid": os.getpid(), "memory": _rss_bytes(), "listening": self.listening,
+            "name": self.name, "id": self.id, "connections": len(self.connections),
+            "send_fail": self.send_fail, "timers": Timer.count(),
+            "total_request": self.total_request,
+        }
+
+    def connection_rows(self) -> list:
+        rows = []
+        for conn in list(self.connections.values()):
+            recvq, sendq = conn.kernel_queues()
+            rows.append({
+                "pid": os.getpid(), "worker": self.name, "id": conn.id,
+                "transport": self.transport, "protocol": conn.protocol_name,
+                "local": conn.local_address, "remote": conn.remote_address,
+                "recv_q": recvq, "send_q": sendq, "bytes_read": conn.bytes_read,
+                "bytes_written": conn.bytes_written, "status": _status_name(conn.status),
+            })
+        return rows
+
+    # Workerman static-style entry point
+    @staticmethod
+    def run_all() -> None:
+        from .arbiter import run_all
+        run_all()
+
+    runAll = run_all
+
+
+def _status_name(code: int) -> str:
+    from .connection import STATUS_NAMES
+    return STATUS_NAMES.get(code, str(code))
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _caller_dir() -> str:
+    """Directory of the first frame outside the gwgevent package (the user's start file)."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    while frame is not None:
+        fn = os.path.abspath(frame.f_code.co_filename)
+        if not fn.startswith(pkg + os.sep) and not fn.startswith("<"):
+            return os.path.dirname(fn)
+        frame = frame.f_back
+    return os.getcwd()

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gwgevent",
+    version="0.1.0",
+    description="GatewayWorker (PHP) rebuilt on gevent: Register, Gateway and BusinessWorker "
+    "roles, wire-compatible with GatewayWorker 4.x",
+    packages=find_packages(include=["gwgevent", "gwgevent.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "gevent>=23.9",
+        "greenlet>=3.0",
+        "ujson>=5.0",
+        "PyMySQL>=1.1",
+        "redis>=5.0",
+        "setproctitle>=1.3",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6"],
+        "hiredis": ["hiredis>=2.0"],
+    },
+)
