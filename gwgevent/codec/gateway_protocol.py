@@ -1,0 +1,275 @@
+"""GatewayProtocol: the 28-byte header framing between Gateway, BusinessWorker and
+GatewayClient (PHP ``GatewayWorker\\Protocols\\GatewayProtocol``), byte-exact.
+
+Header (PHP pack ``NCNnNnNCnN``): pack_len, cmd, local_ip, local_port, client_ip,
+client_port, connection_id, flag, gateway_port, ext_len; then ext_data, then body.
+pack_len counts the whole packet (header + ext + body).
+"""
+from __future__ import annotations
+
+import functools
+import socket
+import struct
+
+from . import phpserialize
+from .phpserialize import php_string
+
+__all__ = [
+    'HEAD_LEN', 'HEADER', 'FLAG_BODY_IS_SCALAR', 'FLAG_NOT_CALL_ENCODE', 'COMMAND_NAMES',
+    'GatewayPacket', 'PacketTooLarge', 'encode', 'decode', 'input_length', 'split_packets',
+    'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire',
+]
+
+CMD_ON_CONNECT = 1
+CMD_ON_MESSAGE = 3
+CMD_ON_CLOSE = 4
+CMD_SEND_TO_ONE = 5
+CMD_SEND_TO_ALL = 6
+CMD_KICK = 7
+CMD_DESTROY = 8
+CMD_UPDATE_SESSION = 9
+CMD_GET_ALL_CLIENT_SESSIONS = 10
+CMD_IS_ONLINE = 11
+CMD_BIND_UID = 12
+CMD_UNBIND_UID = 13
+CMD_SEND_TO_UID = 14
+CMD_GET_CLIENT_ID_BY_UID = 15
+CMD_BATCH_GET_CLIENT_ID_BY_UID = 16
+CMD_JOIN_GROUP = 20
+CMD_LEAVE_GROUP = 21
+CMD_SEND_TO_GROUP = 22
+CMD_GET_CLIENT_SESSIONS_BY_GROUP = 23
+CMD_GET_CLIENT_COUNT_BY_GROUP = 24
+CMD_SELECT = 25
+CMD_GET_GROUP_ID_LIST = 26
+CMD_UNGROUP = 27
+CMD_BATCH_GET_CLIENT_COUNT_BY_GROUP = 28
+CMD_WORKER_CONNECT = 200
+CMD_PING = 201
+CMD_GATEWAY_CLIENT_CONNECT = 202
+CMD_GET_SESSION_BY_CLIENT_ID = 203
+CMD_SET_SESSION = 204
+CMD_ON_WEBSOCKET_CONNECT = 205
+
+COMMAND_NAMES = {v: k for k, v in sorted(globals().items(), key=lambda kv: str(kv[1]).zfill(3))
+                 if k.startswith('CMD_') and isinstance(v, int)}
+
+FLAG_BODY_IS_SCALAR = 1
+FLAG_NOT_CALL_ENCODE = 2
+
+HEAD_LEN = 28
+HEADER = struct.Struct('>IBIHIHIBHI')
+_PACK_LEN = struct.Struct('>I')
+assert HEADER.size == HEAD_LEN
+
+_SCALAR_TYPES = (bytes, str, int, float, bool)
+
+
+def command_name(cmd: int) -> str:
+    return COMMAND_NAMES.get(cmd, 'CMD_UNKNOWN(%s)' % cmd)
+
+
+class PacketTooLarge(ValueError):
+    """A declared packet length is above the connection's max package size (or below the
+    28-byte header, which can never be a valid packet)."""
+
+
+class GatewayPacket:
+    """One decoded GatewayProtocol packet. ``ext_data`` and ``body`` are the raw wire bytes;
+    ``body_value()`` decodes the body as PHP's GatewayProtocol::decode does."""
+    __slots__ = ('cmd', 'local_ip', 'local_port', 'client_ip', 'client_port',
+                 'connection_id', 'flag', 'gateway_port', 'ext_data', 'body')
+
+    def __init__(self, cmd, local_ip=0, local_port=0, client_ip=0, client_port=0,
+                 connection_id=0, flag=0, gateway_port=0, ext_data=b'', body=b''):
+        self.cmd = cmd
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.connection_id = connection_id
+        self.flag = flag
+        self.gateway_port = gateway_port
+        self.ext_data = ext_data
+        self.body = body
+
+    def body_value(self):
+        """Scalar flag -> the body bytes. Otherwise PHP unserialize() of the body (bytes
+        after the first value are ignored like PHP does); anything that does not unserialize
+        (including objects, which PHP turns into __PHP_Incomplete_Class) -> False."""
+        if self.flag & FLAG_BODY_IS_SCALAR:
+            return self.body
+        body = self.body
+        if body == b'N;':
+            return None
+        try:
+            return phpserialize.loads(body, allow_trailing=True)
+        except ValueError:
+            return False
+
+    @property
+    def raw(self) -> bool:
+        """FLAG_NOT_CALL_ENCODE: send the body to the client without protocol encode."""
+        return bool(self.flag & FLAG_NOT_CALL_ENCODE)
+
+    def encode(self) -> bytes:
+        """Re-encode with the stored raw body and flag unchanged."""
+        ext = self.ext_data
+        body = self.body
+        return HEADER.pack(HEAD_LEN + len(ext) + len(body), self.cmd & 0xFF,
+                           self.local_ip & 0xFFFFFFFF, self.local_port & 0xFFFF,
+                           self.client_ip & 0xFFFFFFFF, self.client_port & 0xFFFF,
+                           self.connection_id & 0xFFFFFFFF, self.flag & 0xFF,
+                           self.gateway_port & 0xFFFF, len(ext)) + ext + body
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __eq__(self, other):
+        if not isinstance(other, GatewayPacket):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self):
+        return ('GatewayPacket(%s conn=%d flag=%d ext=%r body=%r)'
+                % (command_name(self.cmd), self.connection_id, self.flag,
+                   self.ext_data[:60], self.body[:60]))
+
+
+def body_wire(body, flag=0):
+    """(wire bytes, flag) for a body as GatewayProtocol::encode: scalars travel as their PHP
+    string form with FLAG_BODY_IS_SCALAR added; anything else is serialize()d and the flag
+    is left as given (PHP only ORs the bit in, it never clears it)."""
+    t = body.__class__
+    if t is bytes:
+        return body, flag | FLAG_BODY_IS_SCALAR
+    if t is str:
+        return body.encode('utf-8'), flag | FLAG_BODY_IS_SCALAR
+    if t is bool or t is int or t is float or isinstance(body, (bool, int, float, str)):
+        return php_string(body), flag | FLAG_BODY_IS_SCALAR
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body), flag | FLAG_BODY_IS_SCALAR
+    return phpserialize.dumps(body), flag
+
+
+_body_wire = body_wire
+
+
+def _ext_wire(ext):
+    t = ext.__class__
+    if t is bytes:
+        return ext
+    if t is str:
+        return ext.encode('utf-8')
+    if ext is None:
+        return b''
+    return php_string(ext)
+
+
+def encode(cmd, body=b'', *, local_ip=0, local_port=0, client_ip=0, client_port=0,
+           connection_id=0, flag=0, gateway_port=0, ext_data=b'') -> bytes:
+    """GatewayProtocol::encode. Body: str/bytes/int/float/bool -> scalar wire form with
+    FLAG_BODY_IS_SCALAR; None/list/tuple/dict -> PHP serialize(). ext_data: bytes, str
+    (UTF-8), None (empty) or a scalar (PHP string cast). Integer fields keep their low bits
+    like PHP pack() does (connection_id 4294967303 -> 7)."""
+    body, flag = body_wire(body, flag)
+    ext = _ext_wire(ext_data)
+    if local_ip.__class__ is str:
+        local_ip = ip2long(local_ip)
+    if client_ip.__class__ is str:
+        client_ip = ip2long(client_ip)
+    return HEADER.pack(HEAD_LEN + len(ext) + len(body), cmd & 0xFF, local_ip & 0xFFFFFFFF,
+                       local_port & 0xFFFF, client_ip & 0xFFFFFFFF, client_port & 0xFFFF,
+                       connection_id & 0xFFFFFFFF, flag & 0xFF, gateway_port & 0xFFFF,
+                       len(ext)) + ext + body
+
+
+def decode(packet: bytes) -> GatewayPacket:
+    """GatewayProtocol::decode: header, ext_data (ext_len bytes), body = everything after
+    (pack_len is not consulted, as in PHP)."""
+    if len(packet) < HEAD_LEN:
+        raise ValueError('GatewayProtocol packet shorter than the 28-byte header (%d bytes)'
+                         % len(packet))
+    (_plen, cmd, local_ip, local_port, client_ip, client_port, connection_id, flag,
+     gateway_port, ext_len) = HEADER.unpack_from(packet)
+    end = HEAD_LEN + ext_len
+    return GatewayPacket(cmd, local_ip, local_port, client_ip, client_port, connection_id,
+                         flag, gateway_port, packet[HEAD_LEN:end], packet[end:])
+
+
+def input_length(buf: bytes) -> int:
+    """GatewayProtocol::input: 0 until 28 bytes are buffered, then the declared pack_len."""
+    if len(buf) < HEAD_LEN:
+        return 0
+    return _PACK_LEN.unpack_from(buf)[0]
+
+
+def split_packets(buf: bytes, max_size: int):
+    """Cut complete packets off ``buf``. Returns (list of packet bytes, remainder bytes).
+    Raises PacketTooLarge when a declared length is > max_size or < 28."""
+    n = len(buf)
+    pos = 0
+    out = []
+    unpack = _PACK_LEN.unpack_from
+    append = out.append
+    while n - pos >= HEAD_LEN:
+        plen = unpack(buf, pos)[0]
+        if plen > max_size or plen < HEAD_LEN:
+            raise PacketTooLarge(
+                'GatewayProtocol packet length %d %s' % (
+                    plen, ('exceeds max package size %d' % max_size) if plen > max_size
+                    else 'is shorter than the 28-byte header'))
+        end = pos + plen
+        if end > n:
+            break
+        append(buf[pos:end])
+        pos = end
+    if pos == 0:
+        return out, buf
+    return out, buf[pos:]
+
+
+def split_decode(buf: bytes, max_size: int):
+    """Like split_packets but returns decoded GatewayPacket objects directly (one header
+    unpack per packet, no intermediate packet copy). Returns (packets, remainder)."""
+    n = len(buf)
+    pos = 0
+    out = []
+    unpack = HEADER.unpack_from
+    append = out.append
+    P = GatewayPacket
+    while n - pos >= HEAD_LEN:
+        (plen, cmd, local_ip, local_port, client_ip, client_port, connection_id, flag,
+         gateway_port, ext_len) = unpack(buf, pos)
+        if plen > max_size or plen < HEAD_LEN:
+            raise PacketTooLarge(
+                'GatewayProtocol packet length %d %s' % (
+                    plen, ('exceeds max package size %d' % max_size) if plen > max_size
+                    else 'is shorter than the 28-byte header'))
+        end = pos + plen
+        if end > n:
+            break
+        e = pos + HEAD_LEN + ext_len
+        if e > end:
+            e = end
+        append(P(cmd, local_ip, local_port, client_ip, client_port, connection_id, flag,
+                 gateway_port, buf[pos + HEAD_LEN:e], buf[e:end]))
+        pos = end
+    if pos == 0:
+        return out, buf
+    return out, buf[pos:]
+
+
+@functools.lru_cache(maxsize=4096)
+def ip2long(ip: str) -> int:
+    """PHP ip2long for dotted IPv4; anything else (IPv6, hostnames, junk) -> 0, which is
+    what PHP's pack('N', false) puts on the wire."""
+    try:
+        return struct.unpack('>I', socket.inet_pton(socket.AF_INET, ip))[0]
+    except (OSError, TypeError, ValueError):
+        return 0
+
+
+def long2ip(n: int) -> str:
+    """PHP long2ip (low 32 bits)."""
+    return socket.inet_ntoa(struct.pack('>I', n & 0xFFFFFFFF))

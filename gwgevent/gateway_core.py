@@ -1,0 +1,657 @@
+"""Gateway state machine (no I/O): client table, uid/group indexes, sessions, and the
+execution of every command a BusinessWorker or GatewayClient sends to a gateway inner port
+(PHP ``GatewayWorker\\Gateway::onWorkerMessage``), byte-exact with GatewayWorker 4.0.
+
+The Gateway role (gwgevent/gateway.py) owns the sockets. It calls:
+
+    core = GatewayCore(lan_ip, lan_port, gateway_port)
+    conn.id = core.new_connection_id(); core.add_client(conn)      # on client connect
+    link.send(core.encode_event(CMD_ON_CONNECT, conn))              # events to a worker
+    core.handle(packet, reply)                                      # every X->G packet
+    link.send(core.encode_event(CMD_ON_CLOSE, conn)); core.remove_client(conn)  # on close
+
+Client connection objects are duck-typed: ``id``, ``session`` (bytes, b'' = none),
+``uid`` (None or str/bytes), ``groups`` (None or dict {php key: group name}),
+``remote_ip``, ``remote_port``, ``websocket_type`` (optional), ``codec`` (with
+``encode(data) -> bytes`` and optional ``handshake_done``), ``send(data, raw=False)``,
+``close(data=None, raw=False)``, ``destroy()``. The core owns ``uid``, ``groups`` and
+``session`` (it writes them); the role only initialises them (None, None, b'').
+
+Uid and group names are stored as received (str when the bytes are UTF-8, else bytes) and
+indexed under their PHP array key (``php_array_key``: "123" and 123 are one key).
+"""
+from __future__ import annotations
+
+import logging
+import struct
+
+from .codec import gateway_protocol as gp
+from .codec.gateway_protocol import (FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE, HEAD_LEN,
+                                     command_name, ip2long)
+from .codec.phpjson import json_decode
+from .codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
+
+__all__ = ['GatewayCore', 'MAX_CONNECTION_ID']
+
+MAX_CONNECTION_ID = 4294967295
+
+_LEN = struct.Struct('>I')
+# per-client cached middle of the G->W header: local_ip, local_port, client_ip,
+# client_port, connection_id (16 bytes)
+_MID = struct.Struct('>IHIHI')
+# a whole G->W header from (pack_len, cmd, mid16, flag, gateway_port, ext_len)
+_EVENT = struct.Struct('>IB16sBHI')
+assert _EVENT.size == HEAD_LEN and _MID.size == 16
+
+_EMPTY_ARRAY = b'a:0:{}'
+_NULL = b'N;'
+_REPLY_EMPTY = _LEN.pack(6) + _EMPTY_ARRAY
+_REPLY_0 = _LEN.pack(4) + b'i:0;'
+_REPLY_1 = _LEN.pack(4) + b'i:1;'
+
+
+def _text(b: bytes):
+    """ext_data string as stored by PHP: str when valid UTF-8, else the raw bytes."""
+    try:
+        return b.decode('utf-8')
+    except UnicodeDecodeError:
+        return b
+
+
+def _values(x):
+    """What PHP's foreach ($x as $v) visits: list items, dict values, nothing else."""
+    if isinstance(x, list):
+        return x
+    if isinstance(x, dict):
+        return x.values()
+    return ()
+
+
+def _key_set(x):
+    """Keys tested by PHP's isset($x[$id]) for a decoded JSON map/list."""
+    if isinstance(x, dict):
+        out = set()
+        for k in x:
+            try:
+                out.add(php_array_key(k))
+            except TypeError:
+                pass
+        return out
+    if isinstance(x, list):
+        return set(range(len(x)))
+    return set()
+
+
+def _ready_predicate(cls):
+    """How to tell whether a codec of this class accepts pre-encoded frames right now.
+    Contract: a codec that queues data before a handshake exposes ``handshake_done``; the
+    gwgevent websocket codec (``name == 'websocket'``, ``state``) is recognised as well."""
+    if getattr(cls, 'name', None) == 'websocket' and not hasattr(cls, 'handshake_done') \
+            and hasattr(cls, 'state'):
+        try:
+            from .protocols.websocket import OPEN
+        except ImportError:  # pragma: no cover
+            OPEN = 1
+        return lambda codec: getattr(codec, 'state', OPEN) == OPEN
+    return lambda codec: getattr(codec, 'handshake_done', True)
+
+
+_READY = {}  # codec class -> readiness predicate
+
+
+def _is_php_array(v):
+    return isinstance(v, (list, dict))
+
+
+class GatewayCore:
+    def __init__(self, lan_ip: str, lan_port: int, gateway_port: int,
+                 log: logging.Logger = logging.getLogger('gwgevent.gateway')):
+        self.lan_ip = lan_ip
+        self.lan_port = lan_port
+        self.gateway_port = gateway_port
+        self.local_ip = ip2long(lan_ip)  # 0 when lan_ip is not a dotted IPv4 (as PHP)
+        self.log = log
+        self.connections = {}        # connection_id -> client connection
+        self.uid_index = {}          # php key -> {connection_id: conn}
+        self.group_index = {}        # php key -> {connection_id: conn}
+        self.connection_id_recorder = 0
+        self._headers = {}           # connection_id -> 16-byte header middle
+        self._handlers = {
+            gp.CMD_SEND_TO_ONE: self._send_to_one,
+            gp.CMD_SEND_TO_ALL: self._send_to_all,
+            gp.CMD_KICK: self._kick,
+            gp.CMD_DESTROY: self._destroy,
+            gp.CMD_UPDATE_SESSION: self._update_session,
+            gp.CMD_GET_ALL_CLIENT_SESSIONS: self._get_all_client_sessions,
+            gp.CMD_IS_ONLINE: self._is_online,
+            gp.CMD_BIND_UID: self._bind_uid,
+            gp.CMD_UNBIND_UID: self._unbind_uid,
+            gp.CMD_SEND_TO_UID: self._send_to_uid,
+            gp.CMD_GET_CLIENT_ID_BY_UID: self._get_client_id_by_uid,
+            gp.CMD_BATCH_GET_CLIENT_ID_BY_UID: self._batch_get_client_id_by_uid,
+            gp.CMD_JOIN_GROUP: self._join_group,
+            gp.CMD_LEAVE_GROUP: self._leave_group,
+            gp.CMD_SEND_TO_GROUP: self._send_to_group,
+            gp.CMD_GET_CLIENT_SESSIONS_BY_GROUP: self._get_client_sessions_by_group,
+            gp.CMD_GET_CLIENT_COUNT_BY_GROUP: self._get_client_count_by_group,
+            gp.CMD_SELECT: self._select,
+            gp.CMD_GET_GROUP_ID_LIST: self._get_group_id_list,
+            gp.CMD_UNGROUP: self._ungroup,
+            gp.CMD_BATCH_GET_CLIENT_COUNT_BY_GROUP: self._batch_get_client_count_by_group,
+            gp.CMD_GET_SESSION_BY_CLIENT_ID: self._get_session_by_client_id,
+            gp.CMD_SET_SESSION: self._set_session,
+        }
+
+    # ------------------------------------------------------------------ clients
+
+    def new_connection_id(self) -> int:
+        """Gateway::generateConnectionId: next id after the last one issued, skipping ids
+        still in use; after 4294967295 the counter restarts so the next id is 1 (0 is never
+        issued)."""
+        r = self.connection_id_recorder
+        if r >= MAX_CONNECTION_ID:
+            r = 0
+        conns = self.connections
+        wrapped = False
+        while True:
+            r += 1
+            if r > MAX_CONNECTION_ID:
+                if wrapped:
+                    raise RuntimeError('gateway: no free connection id left')
+                wrapped = True
+                r = 1
+            if r not in conns:
+                break
+        self.connection_id_recorder = r
+        return r
+
+    def add_client(self, conn) -> None:
+        """Register a client connection (conn.id already set) and cache its header."""
+        self.connections[conn.id] = conn
+        self.header_for(conn)
+
+    def remove_client(self, conn) -> None:
+        """Forget a closed client: drop it from the table and from the uid/group indexes
+        (empty uid/group entries vanish). Send its CMD_ON_CLOSE (encode_event) first."""
+        cid = conn.id
+        if self.connections.get(cid) is conn:
+            del self.connections[cid]
+        self._headers.pop(cid, None)
+        uid = conn.uid
+        if uid:  # PHP: !empty($connection->uid)
+            self._unindex(self.uid_index, self._key(uid), cid)
+        groups = conn.groups
+        if groups:
+            for key in groups:
+                self._unindex(self.group_index, key, cid)
+
+    def get_client(self, connection_id: int):
+        return self.connections.get(connection_id)
+
+    # ------------------------------------------------------------------ G -> W events
+
+    def header_for(self, conn) -> bytes:
+        """The per-client constant part of every G->W header (local ip/port, client
+        ip/port, connection id), cached until remove_client."""
+        h = _MID.pack(self.local_ip, self.lan_port & 0xFFFF,
+                      ip2long(conn.remote_ip) if conn.remote_ip else 0,
+                      (conn.remote_port or 0) & 0xFFFF, conn.id & 0xFFFFFFFF)
+        self._headers[conn.id] = h
+        return h
+
+    def encode_event(self, cmd: int, conn, body=b'') -> bytes:
+        """G->W event packet for this client: full header, ext_data = conn.session, body
+        as GatewayProtocol::encode (bytes/str/scalars raw with flag 1, arrays serialized
+        with flag 0 - e.g. the CMD_ON_WEBSOCKET_CONNECT {get, server, cookie} array)."""
+        h = self._headers.get(conn.id)
+        if h is None:
+            h = self.header_for(conn)
+        ext = conn.session or b''
+        t = body.__class__
+        if t is bytes:
+            flag = FLAG_BODY_IS_SCALAR
+        elif t is str:
+            body = body.encode('utf-8')
+            flag = FLAG_BODY_IS_SCALAR
+        else:
+            body, flag = gp.body_wire(body, 0)
+        n_ext = len(ext)
+        if n_ext:
+            return b''.join((_EVENT.pack(HEAD_LEN + n_ext + len(body), cmd, h, flag,
+                                         self.gateway_port, n_ext), ext, body))
+        return _EVENT.pack(HEAD_LEN + len(body), cmd, h, flag, self.gateway_port, 0) + body
+
+    # ------------------------------------------------------------------ X -> G commands
+
+    def handle(self, pkt, reply) -> None:
+        """Execute one X->G packet (GatewayPacket). ``reply(bytes)`` writes a query reply
+        (4-byte length + payload) raw on the requesting link. Auth (200/202) and worker
+        routing are the role's job; unknown codes are logged and ignored."""
+        h = self._handlers.get(pkt.cmd)
+        if h is None:
+            if pkt.cmd in (gp.CMD_WORKER_CONNECT, gp.CMD_GATEWAY_CLIENT_CONNECT):
+                self.log.warning('gateway: %s must be handled by the gateway role, ignored '
+                                 'by the core', command_name(pkt.cmd))
+            else:
+                self.log.warning('gateway: unknown command %s from inner link ignored '
+                                 '(connection_id=%d)', pkt.cmd, pkt.connection_id)
+            return
+        try:
+            h(pkt, reply)
+        except Exception as e:  # a bad packet must never take the gateway down
+            self.log.error('gateway: %s failed (connection_id=%d, ext_data=%r): %s: %s',
+                           command_name(pkt.cmd), pkt.connection_id, pkt.ext_data[:200],
+                           type(e).__name__, e, exc_info=self.log.isEnabledFor(logging.DEBUG))
+
+    # helpers
+
+    def _key(self, v):
+        return php_array_key(v)
+
+    def _safe_key(self, v, cmd):
+        try:
+            return php_array_key(v)
+        except TypeError:
+            self.log.warning('gateway: %s: %r is not usable as a uid/group key, skipped',
+                             command_name(cmd), v)
+            return None
+
+    @staticmethod
+    def _unindex(index, key, cid):
+        m = index.get(key)
+        if m is not None:
+            m.pop(cid, None)
+            if not m:
+                del index[key]
+
+    @staticmethod
+    def _reply(reply, payload: bytes):
+        reply(_LEN.pack(len(payload)) + payload)
+
+    def _json(self, pkt):
+        """json_decode(ext_data) with one log line when it is not valid JSON."""
+        ext = pkt.ext_data
+        data = json_decode(ext)
+        if data is None and ext.strip() != b'null':
+            self.log.warning('gateway: %s: ext_data is not valid JSON: %r',
+                             command_name(pkt.cmd), ext[:200])
+        return data
+
+    @staticmethod
+    def _body(pkt):
+        """(body, raw) for a client send: scalar bodies as bytes, others unserialized."""
+        flag = pkt.flag
+        body = pkt.body if flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
+        return body, bool(flag & FLAG_NOT_CALL_ENCODE)
+
+    @staticmethod
+    def send_many(targets, body, raw=False) -> None:
+        """Send one message to many clients. Raw: as is. Otherwise the message is encoded
+        once per distinct (codec class, websocket_type) and the frame sent raw to every
+        target; a codec that is not ready for pre-encoded frames (``handshake_done`` false,
+        or a gwgevent websocket codec whose state is not OPEN: before its handshake or after
+        its close frame) gets a normal send(body) so it can queue or drop it itself."""
+        if raw:
+            for c in targets:
+                c.send(body, True)
+            return
+        if len(targets) == 1:
+            targets[0].send(body)
+            return
+        cache = {}
+        preds = _READY
+        for c in targets:
+            codec = c.codec
+            if codec is None:
+                c.send(body)
+                continue
+            cls = codec.__class__
+            ready = preds.get(cls)
+            if ready is None:
+                ready = preds[cls] = _ready_predicate(cls)
+            if not ready(codec):
+                c.send(body)  # e.g. websocket before its handshake: the codec queues it
+                continue
+            key = (codec.__class__, getattr(c, 'websocket_type', None))
+            frame = cache.get(key)
+            if frame is None:
+                frame = cache[key] = codec.encode(body)
+            if frame:
+                c.send(frame, True)
+
+    # --- sends
+
+    def _send_to_one(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is not None:
+            body, raw = self._body(pkt)
+            conn.send(body, raw)
+
+    def _send_to_all(self, pkt, reply):
+        body, raw = self._body(pkt)
+        ext = pkt.ext_data
+        data = None
+        if ext and ext != b'0':
+            data = json_decode(ext)
+            if data is None:
+                self.log.warning('gateway: CMD_SEND_TO_ALL: ext_data is not valid JSON (%r): '
+                                 'sending to every client, as PHP does', ext[:200])
+        conns = data.get('connections') if isinstance(data, dict) else None
+        if conns is not None:
+            get = self.connections.get
+            targets = []
+            for cid in _values(conns):
+                key = self._safe_key(cid, pkt.cmd)
+                c = get(key) if key is not None else None
+                if c is not None:
+                    targets.append(c)
+        else:
+            exclude = data.get('exclude') if isinstance(data, dict) else None
+            ex = _key_set(exclude) if exclude else None
+            if ex:
+                targets = [c for cid, c in self.connections.items() if cid not in ex]
+            else:
+                targets = list(self.connections.values())
+        if targets:
+            self.send_many(targets, body, raw)
+
+    def _send_to_uid(self, pkt, reply):
+        body, raw = self._body(pkt)
+        uids = self._json(pkt)
+        targets = []
+        index = self.uid_index
+        for uid in _values(uids):
+            key = self._safe_key(uid, pkt.cmd)
+            if key is None:
+                continue
+            m = index.get(key)
+            if m:
+                targets.extend(m.values())
+        if targets:
+            self.send_many(targets, body, raw)
+
+    def _send_to_group(self, pkt, reply):
+        body, raw = self._body(pkt)
+        data = self._json(pkt)
+        if not isinstance(data, dict):
+            return
+        ex = _key_set(data.get('exclude'))
+        targets = []
+        index = self.group_index
+        for group in _values(data.get('group')):
+            key = self._safe_key(group, pkt.cmd)
+            if key is None:
+                continue
+            m = index.get(key)
+            if m:
+                if ex:
+                    targets.extend(c for cid, c in m.items() if cid not in ex)
+                else:
+                    targets.extend(m.values())
+        if targets:
+            self.send_many(targets, body, raw)
+
+    def _kick(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is not None:
+            body = pkt.body if pkt.flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
+            if body is None:
+                conn.close()
+            else:
+                conn.close(body)
+
+    def _destroy(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is not None:
+            conn.destroy()
+
+    # --- sessions
+
+    def _update_session(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            return
+        cur = conn.session
+        if not cur or cur == b'0':  # PHP: !$session -> store the partial session as is
+            conn.session = pkt.ext_data
+            return
+        try:
+            old = loads(cur, allow_trailing=True)
+            new = loads(pkt.ext_data, allow_trailing=True)
+        except ValueError as e:
+            self.log.warning('gateway: CMD_UPDATE_SESSION for connection %d: cannot '
+                             'unserialize (%s), session left unchanged', pkt.connection_id, e)
+            return
+        if not _is_php_array(old) or not _is_php_array(new):
+            self.log.warning('gateway: CMD_UPDATE_SESSION for connection %d: session and '
+                             'update must both be arrays, session left unchanged',
+                             pkt.connection_id)
+            return
+        conn.session = dumps(array_replace_recursive(old, new))
+
+    def _set_session(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is not None:
+            conn.session = pkt.ext_data
+
+    def _get_session_by_client_id(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            payload = _NULL
+        else:
+            payload = conn.session
+            if not payload or payload == b'0':
+                payload = _EMPTY_ARRAY
+        self._reply(reply, payload)
+
+    def _get_all_client_sessions(self, pkt, reply):
+        self._reply(reply, dumps({cid: c.session or b'' for cid, c in
+                                  self.connections.items()}))
+
+    def _is_online(self, pkt, reply):
+        reply(_REPLY_1 if pkt.connection_id in self.connections else _REPLY_0)
+
+    # --- uid
+
+    def _bind_uid(self, pkt, reply):
+        raw = pkt.ext_data
+        if not raw or raw == b'0':  # PHP empty($uid)
+            self.log.warning('gateway: bindUid(client_id, uid) uid empty, uid=%r '
+                             '(connection_id=%d), ignored', _text(raw), pkt.connection_id)
+            return
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            return
+        uid = _text(raw)
+        old = conn.uid
+        if old is not None:
+            self._unindex(self.uid_index, self._key(old), conn.id)
+        conn.uid = uid
+        key = self._key(uid)
+        m = self.uid_index.get(key)
+        if m is None:
+            self.uid_index[key] = {conn.id: conn}
+        else:
+            m[conn.id] = conn
+
+    def _unbind_uid(self, pkt, reply):
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            return
+        old = conn.uid
+        if old is not None:
+            self._unindex(self.uid_index, self._key(old), conn.id)
+            conn.uid = None
+
+    def _get_client_id_by_uid(self, pkt, reply):
+        m = self.uid_index.get(self._key(_text(pkt.ext_data)))
+        self._reply(reply, dumps(list(m)) if m else _EMPTY_ARRAY)
+
+    def _batch_get_client_id_by_uid(self, pkt, reply):
+        uids = self._json(pkt)
+        out = {}
+        index = self.uid_index
+        for uid in _values(uids):
+            key = self._safe_key(uid, pkt.cmd)
+            if key is None:
+                continue
+            m = index.get(key)
+            out[key] = list(m) if m else []
+        self._reply(reply, dumps(out))
+
+    # --- groups
+
+    def _group_arg(self, pkt, what):
+        raw = pkt.ext_data
+        if not raw or raw == b'0':  # PHP empty($group)
+            self.log.warning('gateway: %s(group) group empty, group=%r, ignored', what,
+                             _text(raw))
+            return None
+        return _text(raw)
+
+    def _join_group(self, pkt, reply):
+        group = self._group_arg(pkt, 'joinGroup')
+        if group is None:
+            return
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            return
+        key = self._key(group)
+        if conn.groups is None:
+            conn.groups = {}
+        conn.groups[key] = group
+        m = self.group_index.get(key)
+        if m is None:
+            self.group_index[key] = {conn.id: conn}
+        else:
+            m[conn.id] = conn
+
+    def _leave_group(self, pkt, reply):
+        group = self._group_arg(pkt, 'leaveGroup')
+        if group is None:
+            return
+        conn = self.connections.get(pkt.connection_id)
+        if conn is None:
+            return
+        key = self._key(group)
+        groups = conn.groups
+        if not groups or key not in groups:
+            return
+        del groups[key]
+        self._unindex(self.group_index, key, conn.id)
+
+    def _ungroup(self, pkt, reply):
+        group = self._group_arg(pkt, 'ungroup')
+        if group is None:
+            return
+        key = self._key(group)
+        members = self.group_index.pop(key, None)
+        if not members:
+            return
+        for c in members.values():
+            if c.groups:
+                c.groups.pop(key, None)
+
+    def _get_client_sessions_by_group(self, pkt, reply):
+        m = self.group_index.get(self._key(_text(pkt.ext_data)))
+        if not m:
+            reply(_REPLY_EMPTY)
+            return
+        self._reply(reply, dumps({cid: c.session or b'' for cid, c in m.items()}))
+
+    def _get_client_count_by_group(self, pkt, reply):
+        ext = pkt.ext_data
+        if ext == b'':
+            n = len(self.connections)
+        else:
+            n = len(self.group_index.get(self._key(_text(ext)), ()))
+        self._reply(reply, b'i:%d;' % n)
+
+    def _get_group_id_list(self, pkt, reply):
+        self._reply(reply, dumps(list(self.group_index)))
+
+    def _batch_get_client_count_by_group(self, pkt, reply):
+        groups = self._json(pkt)
+        out = {}
+        index = self.group_index
+        for g in _values(groups):
+            key = self._safe_key(g, pkt.cmd)
+            if key is not None:
+                out[key] = len(index.get(key, ()))
+        self._reply(reply, dumps(out))
+
+    # --- select
+
+    @staticmethod
+    def _field(c, f):
+        if f == 'session':
+            return c.session or b''
+        if f == 'uid':
+            return c.uid
+        if f == 'groups':
+            return c.groups
+        return None  # PHP would read any connection property; only these three exist here
+
+    def _select(self, pkt, reply):
+        data = json_decode(pkt.ext_data)
+        if not data:
+            self.log.warning('gateway: CMD_SELECT ext_data=%r is not a JSON select, empty '
+                             'result', pkt.ext_data[:200])
+            reply(_REPLY_EMPTY)
+            return
+        if isinstance(data, dict):
+            fields, where = data.get('fields'), data.get('where')
+        else:
+            fields = where = None
+        fl = []
+        for f in _values(fields):
+            try:
+                fl.append((php_array_key(f), f))
+            except TypeError:
+                continue
+        field = self._field
+
+        def row(c):
+            return {k: field(c, f) for k, f in fl}
+
+        out = {}
+        if where:
+            items = where.items() if isinstance(where, dict) else enumerate(where) \
+                if isinstance(where, list) else ()
+            for wkey, wanted in items:
+                if wkey != 'connection_id':
+                    box = self.group_index if wkey == 'groups' else \
+                        self.uid_index if wkey == 'uid' else None
+                    if box is None:
+                        continue
+                    for item in _values(wanted):
+                        key = self._safe_key(item, pkt.cmd)
+                        m = box.get(key) if key is not None else None
+                        if m:
+                            for cid, c in m.items():
+                                out[cid] = row(c)
+                else:
+                    get = self.connections.get
+                    for cid in _values(wanted):
+                        key = self._safe_key(cid, pkt.cmd)
+                        c = get(key) if key is not None else None
+                        if c is not None:
+                            out[key] = row(c)
+        else:
+            for cid, c in self.connections.items():
+                out[cid] = row(c)
+        self._reply(reply, dumps(out))
+
+    # ------------------------------------------------------------------ introspection
+
+    def snapshot(self) -> dict:
+        """State in the vectors' state_after shape (for tests, status and debugging):
+        {'clients': {id: {'session','uid','groups'}}, 'uid_index': {key: [ids]},
+        'group_index': {key: [ids]}}."""
+        return {
+            'clients': {cid: {'session': c.session or b'', 'uid': c.uid,
+                              'groups': dict(c.groups) if c.groups is not None else None}
+                        for cid, c in self.connections.items()},
+            'uid_index': {k: list(m) for k, m in self.uid_index.items()},
+            'group_index': {k: list(m) for k, m in self.group_index.items()},
+        }
