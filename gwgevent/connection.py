@@ -126,10 +126,16 @@ class TcpConnection:
         self.bytes_read += len(data)
         codec = self.codec
         msgs = codec.feed(data)
-        if codec.pending:
-            self._codec_side_effects(msgs)
-        elif msgs:
-            self.worker._deliver(self, msgs)
+        while True:
+            if codec.pending:
+                self._codec_side_effects(msgs)
+            elif msgs:
+                self.worker._deliver(self, msgs)
+            # a codec stops in front of a control frame that must not overtake the answers
+            # to the messages before it (`more`); go on once those are queued
+            if not codec.more or self._status != STATUS_ESTABLISHED:
+                break
+            msgs = codec.feed(b"")
 
     def _codec_side_effects(self, msgs: list) -> None:
         """Rare path: the protocol wants to write (handshake reply, pong, close frame), reports a
@@ -138,7 +144,7 @@ class TcpConnection:
         codec.pending = False
         out = codec.out
         if out:
-            codec.out = []
+            codec.out = ()
             for chunk in out:
                 self._write(chunk, force=True)
         handshake = codec.handshake

@@ -1,0 +1,48 @@
+"""Constants and helpers shared by the client-protocol codecs.
+
+Kept apart from `protocols/__init__.py` so codec modules can import them without pulling in the
+registry (and without import cycles).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ujson
+
+__all__ = ["CLOSE", "DESTROY", "to_bytes", "json_bytes"]
+
+#: `codec.closing` values: CLOSE = write what is queued (out), then close; DESTROY = drop now.
+CLOSE = 1
+DESTROY = 2
+
+
+def json_bytes(data: Any) -> bytes:
+    """JSON the way Workerman v5's Websocket::encode does for arrays
+    (`json_encode($data, JSON_UNESCAPED_UNICODE)`: UTF-8 kept, slashes escaped)."""
+    return ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=True).encode()
+
+
+def to_bytes(data: Any) -> bytes:
+    """Turn whatever business code passes to `send()` into the bytes a codec frames.
+
+    str -> UTF-8, bytes-likes as they are, dict/list/tuple -> JSON (Workerman v5 behaviour for
+    arrays), None/False -> b'' and True -> b'1' (PHP string casts), other scalars -> str().
+    """
+    cls = data.__class__
+    if cls is bytes:
+        return data
+    if cls is str:
+        return data.encode()
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        return str(data).encode()
+    if isinstance(data, bytes):
+        return bytes(data)
+    if isinstance(data, (dict, list, tuple)):
+        return json_bytes(data)
+    if data is None or data is False:
+        return b""
+    if data is True:
+        return b"1"
+    return str(data).encode()
