@@ -81,7 +81,9 @@ class AsyncTcpConnection(TcpConnection):
             return
         self._cancel_reconnect()
         try:
-            infos = _stdsocket.getaddrinfo(self.host, self.port, 0, _stdsocket.SOCK_STREAM)
+            # the C resolver directly: this runs in loop callbacks, where gevent's patched
+            # (threadpool) resolver cannot wait; addresses here are IPs in practice
+            infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
             family, _, _, _, sockaddr = infos[0]
             sock = _socket.socket(family, _socket.SOCK_STREAM)
         except OSError as exc:

@@ -56,6 +56,8 @@ def parse_address(address: str) -> "tuple[str, str, int]":
 class Worker:
     """A group of `count` processes serving one listen address with the same callbacks."""
 
+    #: camelCase spellings accepted for attributes (roles extend it)
+    _ALIASES: Dict[str, str] = CAMEL_ALIASES
     #: every Worker constructed in this interpreter, in order (start.py builds them all)
     _all: List["Worker"] = []
     #: the Worker this child process runs (None in the master)
@@ -87,6 +89,7 @@ class Worker:
         self.on_buffer_full: Optional[Callable] = None
         self.on_buffer_drain: Optional[Callable] = None
         self.on_websocket_connect: Optional[Callable] = None
+        self.register = options.pop("_register", True)
         # where the start file lives: user protocols and event handlers are found relative to it
         self.app_dir = _caller_dir()
         self.scheme = ""
@@ -108,16 +111,18 @@ class Worker:
         self._conn_ids = itertools.count(1)
         self._stop_event: Any = None
         self._graceful = False
+        self._ssl: Any = None
         for key, value in options.items():
             setattr(self, key, value)
-        Worker._all.append(self)
+        if self.register:
+            Worker._all.append(self)
 
     # ------------------------------------------------------------ aliases
     def __setattr__(self, key: str, value: Any) -> None:
-        object.__setattr__(self, CAMEL_ALIASES.get(key, key), value)
+        object.__setattr__(self, self._ALIASES.get(key, key), value)
 
     def __getattr__(self, key: str) -> Any:
-        snake = CAMEL_ALIASES.get(key)
+        snake = type(self)._ALIASES.get(key)
         if snake is None:
             raise AttributeError("%s has no attribute %r" % (type(self).__name__, key))
         return getattr(self, snake)
@@ -135,7 +140,7 @@ class Worker:
         if self._listener is not None or not self.address:
             return
         self._codec_class = self._resolve_codec()
-        infos = _stdsocket.getaddrinfo(self.host, self.port, 0, _stdsocket.SOCK_STREAM)
+        infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
         family, _, _, _, sockaddr = infos[0]
         sock = _socket.socket(family, _socket.SOCK_STREAM)
         sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
@@ -180,6 +185,15 @@ class Worker:
         from gevent import get_hub
         self._hub = get_hub()
         Timer.runner = self._run_job
+        self._start_accepting()
+        if self.on_worker_start is not None:
+            self._call_user_sync(self.on_worker_start, self)
+
+    def _start_accepting(self) -> None:
+        if self._hub is None:
+            from gevent import get_hub
+            self._hub = get_hub()
+        self._ssl = self._make_ssl_context() if self.transport == "ssl" else None
         if self.address:
             if self._listener is None:
                 self.listen()
@@ -187,9 +201,6 @@ class Worker:
                 self._codec_class = self._resolve_codec()
             self._accept_watcher = self._hub.loop.io(self._listener.fileno(), 1)
             self._accept_watcher.start(self._on_acceptable)
-        self._ssl = self._make_ssl_context() if self.transport == "ssl" else None
-        if self.on_worker_start is not None:
-            self._call_user_sync(self.on_worker_start, self)
 
     def _make_ssl_context(self) -> Any:
         import ssl

@@ -1,0 +1,489 @@
+"""Gateway: holds the client connections, forwards their events to BusinessWorkers, and carries
+out the commands workers and push clients send to its inner port.
+
+It does only network I/O, all of it in loop callbacks (no greenlet per client, no user code on
+the hot path). Events bound for one worker leave in one write per loop iteration; a broadcast
+frame is encoded once and queued to each receiver, and each receiver's frames leave in one send.
+
+`Gateway` is also the API facade: `Gateway.send_to_client(...)` and friends are static methods
+that work inside a BusinessWorker and, as a push client, anywhere else (GatewayWorker spreads
+these over `GatewayWorker\\Gateway` and `GatewayWorker\\Lib\\Gateway`; PHP users reach for both).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from . import api as _api
+from .async_connection import AsyncTcpConnection, LinkEvents
+from .codec import register_lines
+from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
+                                     CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
+                                     CMD_WORKER_CONNECT, encode as encode_packet)
+from .codec.phpjson import json_decode
+from .connection import TcpConnection
+from .gateway_core import GatewayCore
+from .links import GatewayLinkCodec
+from .log import get_logger, log_once
+from .protocols import get_codec_class
+from .timer import Timer
+from .worker import Worker
+
+__all__ = ["Gateway", "ClientConnection"]
+
+log = get_logger("gateway")
+
+ROUTER_LEAST_CONNECTIONS = 1
+ROUTER_RANDOM = 2
+REGISTER_PING_INTERVAL = 25.0
+WORKER_PING_INTERVAL = 25.0
+_DROPPED = "\0dropped"
+
+
+class ClientConnection(TcpConnection):
+    """A client socket plus what the gateway keeps per client (session, uid, groups, ...)."""
+
+    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key")
+
+
+class _Link:
+    """State of one inner-port connection (a BusinessWorker or a push client)."""
+
+    __slots__ = ("authorized", "worker_key")
+
+    def __init__(self, authorized: bool) -> None:
+        self.authorized = authorized
+        self.worker_key = ""
+
+
+class _InnerServer(Worker):
+    """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
+
+    def __init__(self, gateway: "Gateway", host: str, port: int) -> None:
+        super().__init__("tcp://%s:%d" % (host, port), name=gateway.name + " inner",
+                         _register=False)
+        self.gateway = gateway
+        self.max_send_buffer_size = gateway.send_to_worker_buffer_size
+        self.max_package_size = 10485760
+        self.app_dir = gateway.app_dir
+
+    def _resolve_codec(self) -> Any:
+        return GatewayLinkCodec
+
+    def _on_open(self, conn: TcpConnection) -> None:
+        conn.context = _Link(authorized=not self.gateway.secret_key)
+
+    def _deliver(self, conn: TcpConnection, packets: list) -> None:
+        self.gateway._on_inner_packets(conn, packets)
+
+    def _connection_closed(self, conn: TcpConnection) -> None:
+        self.connections.pop(conn.id, None)
+        self.gateway._on_inner_close(conn)
+
+
+class _GatewayMeta(type):
+    """`Gateway.register_address = ...` / `Gateway.secretKey = ...` at class level configure the
+    push-client side of the API, like PHP's `Gateway::$registerAddress`."""
+
+    _API_CONFIG = {"register_address": "register_address", "registerAddress": "register_address",
+                   "secret_key": "secret_key", "secretKey": "secret_key"}
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        key = _GatewayMeta._API_CONFIG.get(name)
+        if key is not None:
+            _api.configure(**{key: value})
+            return
+        super().__setattr__(name, value)
+
+
+class Gateway(Worker, metaclass=_GatewayMeta):
+    """`Gateway('websocket://0.0.0.0:7272')` with GatewayWorker's properties and defaults."""
+
+    _ALIASES = dict(
+        Worker._ALIASES, lanIp="lan_ip", lanPort="lan_port", startPort="start_port",
+        innerTcpWorkerListen="inner_tcp_worker_listen", registerAddress="register_address",
+        pingInterval="ping_interval", pingNotResponseLimit="ping_not_response_limit",
+        pingData="ping_data", secretKey="secret_key",
+        sendToWorkerBufferSize="send_to_worker_buffer_size",
+        sendToClientBufferSize="send_to_client_buffer_size",
+        protocolAccelerate="protocol_accelerate",
+        onBusinessWorkerConnected="on_business_worker_connected",
+        onBusinessWorkerClose="on_business_worker_close",
+    )
+
+    ROUTER_LEAST_CONNECTIONS = ROUTER_LEAST_CONNECTIONS
+    ROUTER_RANDOM = ROUTER_RANDOM
+    #: like PHP's static Gateway::$selectLoadBalancingMode
+    select_load_balancing_mode = ROUTER_LEAST_CONNECTIONS
+
+    def __init__(self, address: str = "websocket://0.0.0.0:7272", **options: Any) -> None:
+        self.lan_ip = "127.0.0.1"
+        self.lan_port = 0
+        self.start_port = 2000
+        self.inner_tcp_worker_listen = ""
+        self.register_address: Any = "127.0.0.1:1236"
+        self.ping_interval = 0.0
+        self.ping_not_response_limit = 0
+        self.ping_data: Any = ""
+        self.secret_key = ""
+        self.router: Optional[Callable] = None
+        self.send_to_worker_buffer_size = 10240000
+        self.send_to_client_buffer_size = 1024000
+        self.protocol_accelerate = False
+        self.on_business_worker_connected: Optional[Callable] = None
+        self.on_business_worker_close: Optional[Callable] = None
+        #: while no BusinessWorker is connected, hold a client's events (instead of dropping
+        #: the client like GatewayWorker) up to these bounds; beyond them, drop as PHP does
+        self.hold_timeout = 3.0
+        self.hold_max_per_client = 64
+        self.hold_max_total = 20000
+        super().__init__(address, **options)
+        self.reloadable = False
+        # child state
+        self.core: Optional[GatewayCore] = None
+        self.inner: Optional[_InnerServer] = None
+        self.worker_conns: Dict[str, TcpConnection] = {}
+        self._lc: Dict[str, int] = {}
+        self._held: Dict[int, list] = {}
+        self._held_total = 0
+        self._hold_timer = 0
+        self._register_links: List[AsyncTcpConnection] = []
+        self._started_at = 0.0
+
+    # ------------------------------------------------------------ start / stop
+    def _start_serving(self) -> None:
+        from gevent import get_hub
+        self._hub = get_hub()
+        self._started_at = time.monotonic()
+        self.lan_port = int(self.start_port) + self.id
+        self.core = GatewayCore(self.lan_ip, self.lan_port, self.port, log=log)
+        self.connections = self.core.connections     # one table, not two
+        self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
+        self.inner._hub = self._hub
+        self.inner._start_accepting()
+        self._connect_registers()
+        if float(self.ping_interval or 0) > 0:
+            period = float(self.ping_interval)
+            if int(self.ping_not_response_limit or 0) > 0:
+                period /= 2.0
+            Timer.add(period, self._ping_tick)
+        if self.lan_ip != "127.0.0.1":
+            Timer.add(WORKER_PING_INTERVAL, self._ping_workers)
+        super()._start_serving()
+
+    def _inner_bind_host(self) -> str:
+        if self.inner_tcp_worker_listen:
+            return self.inner_tcp_worker_listen
+        import ipaddress
+        try:
+            if ipaddress.ip_address(self.lan_ip).is_global:
+                return "0.0.0.0"
+        except ValueError:
+            pass
+        return self.lan_ip
+
+    def stop(self, graceful: bool = False) -> None:
+        for link in self._register_links:
+            link.cancel()
+        self._register_links = []
+        if self.inner is not None:
+            self.inner.unlisten()
+            if not graceful:
+                for c in list(self.inner.connections.values()):
+                    c.destroy()
+        super().stop(graceful)
+
+    # ------------------------------------------------------------ registers
+    def _register_addresses(self) -> List[str]:
+        ra = self.register_address
+        return [ra] if isinstance(ra, str) else list(ra)
+
+    def _connect_registers(self) -> None:
+        text = get_codec_class("text")
+        line = register_lines.gateway_connect_line("%s:%d" % (self.lan_ip, self.lan_port),
+                                                   self.secret_key)
+        for address in self._register_addresses():
+            host, _, port = address.rpartition(":")
+            events = LinkEvents(on_connect=lambda c, line=line: c.send(line, raw=True),
+                                on_close=self._register_closed)
+            link = AsyncTcpConnection(events, host, int(port), text)
+            link.max_send_buffer_size = 1048576
+            self._register_links.append(link)
+            link.connect()
+            if not address.startswith("127.0.0.1"):
+                Timer.add(REGISTER_PING_INTERVAL, self._ping_register, (link,))
+
+    def _register_closed(self, link: AsyncTcpConnection) -> None:
+        if self.stopping:
+            return
+        log_once(log, "register-" + link.address, "gateway %s:%d: lost the register at %s%s; "
+                 "retrying every second", self.lan_ip, self.lan_port, link.address,
+                 " (%s)" % link.connect_error if link.connect_error else "")
+        link.reconnect(1.0)
+
+    @staticmethod
+    def _ping_register(link: AsyncTcpConnection) -> None:
+        link.send(register_lines.ping_line(), raw=True)
+
+    # ------------------------------------------------------------ client side
+    def _next_connection_id(self) -> int:
+        return self.core.new_connection_id()
+
+    def _connection_class(self) -> type:
+        return ClientConnection
+
+    def _on_open(self, conn: ClientConnection) -> None:
+        conn.session = b""
+        conn.uid = None
+        conn.groups = None
+        conn.ping_count = -1
+        conn.worker_key = None
+        conn.max_send_buffer_size = self.send_to_client_buffer_size
+        codec = conn.codec
+        if hasattr(codec, "raw_text"):
+            codec.raw_text = True   # forward bytes as received; no decode/encode round trip
+        self.core.add_client(conn)
+        if self.on_connect is not None:
+            self._call_user(self.on_connect, conn)
+        if conn._status < 3:
+            self._forward(conn, CMD_ON_CONNECT, b"")
+
+    def _deliver(self, conn: ClientConnection, msgs: list) -> None:
+        self.total_request += len(msgs)
+        conn.ping_count = -1
+        forward = self._forward
+        for msg in msgs:
+            forward(conn, CMD_ON_MESSAGE, msg)
+
+    def _deliver_handshake(self, conn: ClientConnection, data: dict) -> None:
+        if self.on_websocket_connect is not None:
+            self._call_user(self.on_websocket_connect, conn, data)
+        if conn._status < 3:
+            self._forward(conn, CMD_ON_WEBSOCKET_CONNECT, data)
+
+    def _connection_closed(self, conn: ClientConnection) -> None:
+        core = self.core
+        if core.connections.get(conn.id) is conn:
+            self._forward(conn, CMD_ON_CLOSE, b"")
+            key = conn.worker_key
+            if key is not None and key in self._lc:
+                self._lc[key] -= 1
+            core.remove_client(conn)
+        if self.on_close is not None:
+            self._call_user(self.on_close, conn)
+        if self._graceful and not core.connections:
+            self._stop_event.set()
+
+    # ------------------------------------------------------------ routing
+    def _route(self, conn: ClientConnection, cmd: int, body: Any) -> Optional[TcpConnection]:
+        workers = self.worker_conns
+        if not workers:
+            return None
+        if self.router is not None:
+            try:
+                return self.router(workers, conn, cmd, body)
+            except Exception:
+                log.exception("gateway: custom router failed for client %s", conn.id)
+                return None
+        wc = workers.get(conn.worker_key)
+        if wc is not None:
+            return wc
+        lc = self._lc
+        if Gateway.select_load_balancing_mode == ROUTER_RANDOM:
+            import random
+            key = random.choice(list(workers))
+        else:
+            key = min(lc, key=lc.__getitem__)
+        conn.worker_key = key
+        lc[key] += 1
+        return workers[key]
+
+    def _forward(self, conn: ClientConnection, cmd: int, body: Any) -> None:
+        if conn.worker_key is _DROPPED:
+            return
+        packet = self.core.encode_event(cmd, conn, body)
+        if conn.id in self._held:
+            self._hold(conn, packet)
+            return
+        wc = self._route(conn, cmd, body)
+        if wc is None:
+            self._hold(conn, packet)
+            return
+        if wc._out_size >= self.send_to_worker_buffer_size:
+            log_once(log, "worker-buffer", "gateway: SendBufferToWorker fail. May be the send "
+                     "buffer are overflow (worker %s); dropped an event of client %s",
+                     conn.worker_key, conn.id, interval=5.0)
+            return
+        wc._write(packet)
+
+    # ------------------------------------------------------------ holding while no worker
+    def _hold(self, conn: ClientConnection, packet: bytes) -> None:
+        entry = self._held.get(conn.id)
+        if entry is None:
+            if self._held_total >= self.hold_max_total or self.hold_timeout <= 0:
+                self._drop_unready(conn, "the hold queue is full")
+                return
+            entry = self._held[conn.id] = [conn, time.monotonic(), []]
+            if not self._hold_timer:
+                self._hold_timer = Timer.add(0.25, self._expire_held)
+        if len(entry[2]) >= self.hold_max_per_client:
+            self._drop_unready(conn, "it sent more than %d events" % self.hold_max_per_client)
+            return
+        entry[2].append(packet)
+        self._held_total += 1
+
+    def _drop_unready(self, conn: ClientConnection, why: str) -> None:
+        """GatewayWorker's answer when no worker is connected: drop the client."""
+        entry = self._held.pop(conn.id, None)
+        if entry is not None:
+            self._held_total -= len(entry[2])
+        conn.worker_key = _DROPPED
+        if time.monotonic() - self._started_at > 2.0:
+            log_once(log, "not-ready", "gateway %s:%d: connections between Gateway and "
+                     "BusinessWorker are not ready; dropped client %s from %s (%s)",
+                     self.lan_ip, self.lan_port, conn.id, conn.remote_address, why,
+                     interval=5.0)
+        conn.destroy()
+
+    def _expire_held(self) -> None:
+        deadline = time.monotonic() - self.hold_timeout
+        for cid, entry in list(self._held.items()):
+            if entry[1] <= deadline:
+                conn = entry[0]
+                if conn._status >= 3:
+                    self._held_total -= len(self._held.pop(cid)[2])
+                else:
+                    self._drop_unready(conn, "no worker within %.1f s" % self.hold_timeout)
+        if not self._held and self._hold_timer:
+            Timer.delete(self._hold_timer)
+            self._hold_timer = 0
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, {}
+        self._held_total = 0
+        for cid, (conn, _, packets) in held.items():
+            wc = self._route(conn, CMD_ON_MESSAGE, b"")
+            if wc is None:
+                self._held[cid] = [conn, time.monotonic(), packets]
+                self._held_total += len(packets)
+                continue
+            for packet in packets:
+                wc._write(packet)
+
+    # ------------------------------------------------------------ inner port
+    def _on_inner_packets(self, link: TcpConnection, packets: list) -> None:
+        state: _Link = link.context
+        handle = self.core.handle
+        reply = link._write
+        for pkt in packets:
+            cmd = pkt.cmd
+            if cmd == CMD_WORKER_CONNECT:
+                self._worker_connect(link, state, pkt)
+            elif cmd == CMD_GATEWAY_CLIENT_CONNECT:
+                self._push_client_connect(link, state, pkt)
+            elif not state.authorized:
+                log.warning("gateway %s:%d: %s sent command %d without authenticating "
+                            "(secret_key set); closing", self.lan_ip, self.lan_port,
+                            link.remote_address, cmd)
+                link.destroy()
+                return
+            elif cmd == CMD_PING:
+                continue
+            else:
+                handle(pkt, reply)
+            if link._status >= 3:
+                return
+
+    def _auth_body(self, link: TcpConnection, pkt: Any) -> Optional[dict]:
+        data = json_decode(pkt.body)
+        if not isinstance(data, dict):
+            log.warning("gateway %s:%d: %s sent a bad authentication body %r; closing",
+                        self.lan_ip, self.lan_port, link.remote_address, pkt.body[:100])
+            link.destroy()
+            return None
+        if self.secret_key and data.get("secret_key") != self.secret_key:
+            log.warning("gateway %s:%d: %s sent a wrong secret_key; closing", self.lan_ip,
+                        self.lan_port, link.remote_address)
+            link.destroy()
+            return None
+        return data
+
+    def _push_client_connect(self, link: TcpConnection, state: _Link, pkt: Any) -> None:
+        if self._auth_body(link, pkt) is not None:
+            state.authorized = True
+
+    def _worker_connect(self, link: TcpConnection, state: _Link, pkt: Any) -> None:
+        data = self._auth_body(link, pkt)
+        if data is None:
+            return
+        key = "%s:%s" % (link.remote_ip, data.get("worker_key", ""))
+        old = self.worker_conns.get(key)
+        if old is not None and old is not link:
+            log.warning("gateway %s:%d: worker %s connected again; closing its old link "
+                        "(two BusinessWorkers with the same name on one host?)", self.lan_ip,
+                        self.lan_port, key)
+            old.context.worker_key = ""
+            old.close()
+        state.authorized = True
+        state.worker_key = key
+        link.max_send_buffer_size = self.send_to_worker_buffer_size
+        self.worker_conns[key] = link
+        self._lc[key] = 0
+        if self.on_business_worker_connected is not None:
+            self._call_user(self.on_business_worker_connected, link)
+        if self._held:
+            self._flush_held()
+
+    def _on_inner_close(self, link: TcpConnection) -> None:
+        state: _Link = link.context
+        key = state.worker_key if state is not None else ""
+        if key and self.worker_conns.get(key) is link:
+            del self.worker_conns[key]
+            self._lc.pop(key, None)
+            if self.on_business_worker_close is not None:
+                self._call_user(self.on_business_worker_close, link)
+
+    def _ping_workers(self) -> None:
+        packet = encode_packet(CMD_PING)
+        for link in list(self.worker_conns.values()):
+            link._write(packet)
+
+    # ------------------------------------------------------------ heartbeat
+    def _ping_tick(self) -> None:
+        limit = int(self.ping_not_response_limit or 0)
+        data = self.ping_data
+        if data == "0" or data == b"0":
+            data = None   # PHP: a falsy string disables ping data
+        for conn in list(self.core.connections.values()):
+            if limit > 0 and conn.ping_count >= 2 * limit:
+                log.info("gateway: client %s from %s sent nothing for too long; closing it",
+                         conn.id, conn.remote_address)
+                conn.destroy()
+                continue
+            conn.ping_count += 1
+            if data:
+                count = conn.ping_count
+                if count == 0 or (limit > 0 and count % 2 == 1):
+                    continue
+                conn.send(data)
+
+    # ------------------------------------------------------------ status
+    def status_row(self) -> dict:
+        row = super().status_row()
+        row["listening"] = "%s (inner %s:%d)" % (self.listening, self.lan_ip, self.lan_port)
+        return row
+
+
+def _api_static(name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_api.get_api(), name)(*args, **kwargs)
+    call.__name__ = name
+    call.__qualname__ = "Gateway." + name
+    call.__doc__ = getattr(_api.GatewayApi, name).__doc__
+    return call
+
+
+for _names in _api.API_METHODS:
+    _fn = staticmethod(_api_static(_names[0]))
+    for _n in _names:
+        type.__setattr__(Gateway, _n, _fn)
