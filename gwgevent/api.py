@@ -253,6 +253,13 @@ def _as_list(value: Any) -> Any:
 # the API
 # ----------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=65536)
+def _decode_cached(client_id: str) -> Tuple[str, int]:
+    """client_id -> ('ip:port', connection_id); ids repeat a lot (every reply to a client)."""
+    ip, port, connection_id = decode_client_id(client_id)
+    return "%s:%d" % (ip, port), connection_id
+
+
 class GatewayApi:
     """Every ``Lib\\Gateway`` / ``GatewayClient`` call over one :class:`Transport`.
 
@@ -277,7 +284,7 @@ class GatewayApi:
     def _decode(self, client_id: Any) -> Optional[Tuple[str, int]]:
         """client_id -> ('ip:port', connection_id), or None (logged) / raise when strict."""
         try:
-            ip, port, connection_id = decode_client_id(client_id)
+            return _decode_cached(client_id)
         except InvalidClientId:
             if self.strict_client_id:
                 raise
@@ -288,7 +295,6 @@ class GatewayApi:
                 raise InvalidClientId("client_id %r is invalid" % (client_id,)) from exc
             log.warning("client_id %s is invalid", client_id)
             return None
-        return "%s:%d" % (ip, port), connection_id
 
     def _is_current(self, client_id: Any):
         ctx = _current_context()
@@ -315,7 +321,7 @@ class GatewayApi:
                 log.warning("%s: no current client (called outside a client event)",
                             "client_id None" if client_id is None else client_id)
                 return False
-            address = "%s:%d" % (ctx.local_ip, ctx.local_port)
+            address = ctx.gateway_address
             connection_id = ctx.connection_id
         else:
             decoded = self._decode(client_id)

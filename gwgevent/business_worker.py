@@ -122,6 +122,7 @@ class BusinessWorker(Worker):
         self._handlers: Dict[str, Optional[Callable]] = {}
         self._handler: Any = None
         self._queues: Dict[str, deque] = {}
+        self._ready: deque = deque()
         self._active = 0
         self._paused = False
         self._session_crc: Dict[str, int] = {}
@@ -304,6 +305,7 @@ class BusinessWorker(Worker):
     # ------------------------------------------------------------ events
     def _on_gateway_packets(self, link: AsyncTcpConnection, packets: list) -> None:
         queues = self._queues
+        ready = self._ready
         for pkt in packets:
             cmd = pkt.cmd
             if cmd == CMD_PING:
@@ -316,24 +318,39 @@ class BusinessWorker(Worker):
             cid = encode_client_id(pkt.local_ip, pkt.local_port, pkt.connection_id)
             q = queues.get(cid)
             if q is not None:
-                q.append(pkt)    # that client's handler is running: keep its order
+                q.append(pkt)    # that client's events are queued or running: keep the order
                 continue
-            queues[cid] = deque()
-            self._active += 1
-            if self._active >= self.max_concurrency and not self._paused:
-                self._pause_links()
-            self._run_job(None, self._client_job, (cid, pkt))
+            queues[cid] = deque((pkt,))
+            ready.append(cid)
+        self._pump()
 
-    def _client_job(self, cid: str, pkt: Any) -> None:
-        q = self._queues[cid]
+    def _pump(self) -> None:
+        """Run ready clients' events in runner greenlets. One runner goes through every ready
+        client; only when a handler blocks does the next runner start, so a read full of events
+        costs two greenlet switches, not two per event, and a slow handler still delays
+        nobody else."""
+        while self._ready:
+            if self._active >= self.max_concurrency:
+                if not self._paused:
+                    self._pause_links()
+                return
+            self._active += 1
+            self._run_job(None, self._drain_ready, ())
+
+    def _drain_ready(self) -> None:
+        ready = self._ready
+        queues = self._queues
+        handle = self._handle_event
         try:
-            while True:
-                self._handle_event(cid, pkt)
-                if not q:
-                    break
-                pkt = q.popleft()
+            while ready:
+                cid = ready.popleft()
+                q = queues[cid]
+                try:
+                    while q:
+                        handle(cid, q.popleft())
+                finally:
+                    del queues[cid]
         finally:
-            del self._queues[cid]
             self._active -= 1
             if self._paused and self._active < self.max_concurrency // 2:
                 self._resume_links()

@@ -20,6 +20,7 @@ class Context:
     __slots__ = (
         "client_id", "connection_id", "local_ip", "local_port", "client_ip", "client_port",
         "gateway_port", "gateway_addr", "session", "old_session", "session_raw", "cmd",
+        "gateway_address",
     )
 
     def __init__(self, client_id: str = "", connection_id: int = 0, local_ip: str = "",
@@ -33,6 +34,8 @@ class Context:
         self.client_port = client_port
         self.gateway_port = gateway_port  # gateway public port
         self.gateway_addr = local_ip
+        #: 'lan_ip:lan_port' of the gateway holding the client (where commands go)
+        self.gateway_address = "%s:%d" % (local_ip, local_port)
         self.session = session
         self.old_session = session
         self.session_raw = b""

@@ -118,14 +118,9 @@ class Worker:
             Worker._all.append(self)
 
     # ------------------------------------------------------------ aliases
-    def __setattr__(self, key: str, value: Any) -> None:
-        object.__setattr__(self, self._ALIASES.get(key, key), value)
-
-    def __getattr__(self, key: str) -> Any:
-        snake = type(self)._ALIASES.get(key)
-        if snake is None:
-            raise AttributeError("%s has no attribute %r" % (type(self).__name__, key))
-        return getattr(self, snake)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _install_aliases(cls)
 
     # ------------------------------------------------------------ master side
     @property
@@ -430,6 +425,26 @@ class Worker:
         run_all()
 
     runAll = run_all
+
+
+def _alias(snake: str) -> property:
+    def get(self: Any) -> Any:
+        return getattr(self, snake)
+
+    def set_(self: Any, value: Any) -> None:
+        setattr(self, snake, value)
+    return property(get, set_, doc="camelCase alias of `%s`" % snake)
+
+
+def _install_aliases(cls: type) -> None:
+    """camelCase (Workerman/GatewayWorker) names as properties over the snake_case attributes:
+    PHP users' muscle memory works, and plain attribute writes stay fast (no __setattr__)."""
+    for camel, snake in cls._ALIASES.items():
+        if camel not in cls.__dict__:
+            setattr(cls, camel, _alias(snake))
+
+
+_install_aliases(Worker)
 
 
 def _status_name(code: int) -> str:

@@ -172,6 +172,13 @@ def encode(cmd, body=b'', *, local_ip=0, local_port=0, client_ip=0, client_port=
     FLAG_BODY_IS_SCALAR; None/list/tuple/dict -> PHP serialize(). ext_data: bytes, str
     (UTF-8), None (empty) or a scalar (PHP string cast). Integer fields keep their low bits
     like PHP pack() does (connection_id 4294967303 -> 7)."""
+    if (body.__class__ is bytes and ext_data in (b'', '', None) and not local_ip
+            and not client_ip):
+        # the common command shape (send to one client, a message body): skip the generic path
+        return HEADER.pack(HEAD_LEN + len(body), cmd & 0xFF, 0, local_port & 0xFFFF, 0,
+                           client_port & 0xFFFF, connection_id & 0xFFFFFFFF,
+                           (flag | FLAG_BODY_IS_SCALAR) & 0xFF, gateway_port & 0xFFFF,
+                           0) + body
     body, flag = body_wire(body, flag)
     ext = _ext_wire(ext_data)
     if local_ip.__class__ is str:
@@ -270,6 +277,7 @@ def ip2long(ip: str) -> int:
         return 0
 
 
+@functools.lru_cache(maxsize=4096)
 def long2ip(n: int) -> str:
     """PHP long2ip (low 32 bits)."""
     return socket.inet_ntoa(struct.pack('>I', n & 0xFFFFFFFF))
