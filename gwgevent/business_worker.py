@@ -126,6 +126,7 @@ class BusinessWorker(Worker):
         self._active = 0
         self._paused = False
         self._session_crc: Dict[str, int] = {}
+        self._gateway_cache: Dict[tuple, tuple] = {}
         self._transport: Optional[WorkerTransport] = None
 
     # ------------------------------------------------------------ start / stop
@@ -306,6 +307,7 @@ class BusinessWorker(Worker):
     def _on_gateway_packets(self, link: AsyncTcpConnection, packets: list) -> None:
         queues = self._queues
         ready = self._ready
+        gateways = self._gateway_cache
         for pkt in packets:
             cmd = pkt.cmd
             if cmd == CMD_PING:
@@ -315,7 +317,10 @@ class BusinessWorker(Worker):
                             link.address)
                 continue
             self.total_request += 1
-            cid = encode_client_id(pkt.local_ip, pkt.local_port, pkt.connection_id)
+            gw = gateways.get((pkt.local_ip, pkt.local_port))
+            if gw is None:
+                gw = self._gateway_info(pkt.local_ip, pkt.local_port)
+            cid = gw[0] + "%08x" % pkt.connection_id
             q = queues.get(cid)
             if q is not None:
                 q.append(pkt)    # that client's events are queued or running: keep the order
@@ -323,6 +328,12 @@ class BusinessWorker(Worker):
             queues[cid] = deque((pkt,))
             ready.append(cid)
         self._pump()
+
+    def _gateway_info(self, ip: int, port: int) -> tuple:
+        """(client_id prefix, lan ip, 'ip:port') of a gateway, computed once per gateway."""
+        info = (encode_client_id(ip, port, 0)[:12], long2ip(ip), "%s:%d" % (long2ip(ip), port))
+        self._gateway_cache[(ip, port)] = info
+        return info
 
     def _pump(self) -> None:
         """Run ready clients' events in runner greenlets. One runner goes through every ready
@@ -369,9 +380,9 @@ class BusinessWorker(Worker):
 
     def _handle_event(self, cid: str, pkt: Any) -> None:
         cmd = pkt.cmd
-        local_ip = long2ip(pkt.local_ip)
-        ctx = Context(cid, pkt.connection_id, local_ip, pkt.local_port, long2ip(pkt.client_ip),
-                      pkt.client_port, pkt.gateway_port, None, cmd)
+        gw = self._gateway_cache[(pkt.local_ip, pkt.local_port)]
+        ctx = Context(cid, pkt.connection_id, gw[1], pkt.local_port, long2ip(pkt.client_ip),
+                      pkt.client_port, pkt.gateway_port, None, cmd, gw[2])
         raw = pkt.ext_data
         crcs = self._session_crc
         if cmd != CMD_ON_CLOSE and cid in crcs:
@@ -456,8 +467,7 @@ class BusinessWorker(Worker):
             if session == old:
                 return
             new_raw = dumps(session) if session is not None else b""
-        address = "%s:%d" % (ctx.local_ip, ctx.local_port)
-        if self._transport.send(address, encode_packet(CMD_SET_SESSION, b"",
+        if self._transport.send(ctx.gateway_address, encode_packet(CMD_SET_SESSION, b"",
                                                        connection_id=ctx.connection_id,
                                                        ext_data=new_raw)):
             self._session_crc[ctx.client_id] = zlib.crc32(new_raw)

@@ -25,7 +25,8 @@ class Context:
 
     def __init__(self, client_id: str = "", connection_id: int = 0, local_ip: str = "",
                  local_port: int = 0, client_ip: str = "", client_port: int = 0,
-                 gateway_port: int = 0, session: Optional[dict] = None, cmd: int = 0) -> None:
+                 gateway_port: int = 0, session: Optional[dict] = None, cmd: int = 0,
+                 gateway_address: Optional[str] = None) -> None:
         self.client_id = client_id
         self.connection_id = connection_id
         self.local_ip = local_ip          # gateway lan ip (dotted)
@@ -35,7 +36,7 @@ class Context:
         self.gateway_port = gateway_port  # gateway public port
         self.gateway_addr = local_ip
         #: 'lan_ip:lan_port' of the gateway holding the client (where commands go)
-        self.gateway_address = "%s:%d" % (local_ip, local_port)
+        self.gateway_address = gateway_address or "%s:%d" % (local_ip, local_port)
         self.session = session
         self.old_session = session
         self.session_raw = b""
