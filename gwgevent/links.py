@@ -8,26 +8,15 @@ from __future__ import annotations
 from typing import Any, List
 
 from .codec.gateway_protocol import PacketTooLarge, split_decode
+from .protocols._base import DESTROY, CodecBase
 
 __all__ = ["GatewayLinkCodec"]
 
-CLOSE, DESTROY = 1, 2
 
-
-class GatewayLinkCodec:
+class GatewayLinkCodec(CodecBase):
     name = "GatewayProtocol"
 
-    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = b""
-        self.out: Any = ()
-        self.handshake = None
-        self.closing = 0
-        self.error = None
-        self.pending = False
-        self.more = False
+    __slots__ = ()
 
     def feed(self, data: bytes) -> List[Any]:
         if self.closing:

@@ -31,7 +31,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional
 
-from ._base import CLOSE, DESTROY, to_bytes
+from ._base import CLOSE, DESTROY, CodecBase, to_bytes
 from .frame import FrameCodec
 from .tcp import TcpCodec
 from .text import TextCodec
@@ -51,7 +51,7 @@ _SCHEME_NAME = re.compile(r"[A-Za-z0-9_]+\Z")
 _adapters: Dict[Any, type] = {}
 
 
-class WorkermanAdapter:
+class WorkermanAdapter(CodecBase):
     """Runs a Workerman-style protocol class (`input(buffer, conn) -> int`,
     `decode(packet, conn)`, `encode(data, conn)`, static or class methods) as a codec.
 
@@ -64,19 +64,8 @@ class WorkermanAdapter:
     name = "user"
     proto: Any = None
 
-    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more",
-                 "raw_text")
+    __slots__ = ()
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = b""
-        self.out: Any = ()
-        self.handshake: Optional[dict] = None
-        self.closing = 0
-        self.error: Optional[str] = None
-        self.pending = False
-        self.more = False
-        self.raw_text = False
 
     def feed(self, data: bytes) -> List[Any]:
         if self.closing:

@@ -9,11 +9,34 @@ from typing import Any
 
 import ujson
 
-__all__ = ["CLOSE", "DESTROY", "to_bytes", "json_bytes"]
+__all__ = ["CLOSE", "DESTROY", "CodecBase", "to_bytes", "json_bytes"]
 
 #: `codec.closing` values: CLOSE = write what is queued (out), then close; DESTROY = drop now.
 CLOSE = 1
 DESTROY = 2
+
+
+class CodecBase:
+    """The state every codec shows its connection (contract in vendor_notes/architecture.md):
+    `buf` unparsed input, `out` bytes the protocol itself must write, `handshake` data of a
+    completed handshake, `closing`/`error` how and why to end, `pending` any of those is set,
+    `more` feed(b"") has more to give, `raw_text` hand text messages over as bytes."""
+
+    name = "codec"
+
+    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more",
+                 "raw_text")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.buf = b""
+        self.out: Any = ()
+        self.handshake: Any = None
+        self.closing = 0
+        self.error: Any = None
+        self.pending = False
+        self.more = False
+        self.raw_text = False
 
 
 def json_bytes(data: Any) -> bytes:

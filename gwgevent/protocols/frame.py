@@ -5,31 +5,20 @@ from __future__ import annotations
 import struct
 from typing import Any, List, Optional
 
-from ._base import DESTROY, to_bytes
+from ._base import DESTROY, CodecBase, to_bytes
 
 __all__ = ["FrameCodec"]
 
 _PACK_N = struct.Struct("!I").pack
 
 
-class FrameCodec:
+class FrameCodec(CodecBase):
     """Per-connection length-prefixed framing; messages are bytes payloads."""
 
     name = "frame"
 
-    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more",
-                 "raw_text")
+    __slots__ = ()
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = b""
-        self.out: Any = ()
-        self.handshake: Optional[dict] = None
-        self.closing = 0
-        self.error: Optional[str] = None
-        self.pending = False
-        self.more = False
-        self.raw_text = False   # accepted for interface symmetry; frames are always bytes
 
     def feed(self, data: bytes) -> List[Any]:
         if self.closing:

@@ -7,30 +7,19 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from ._base import CLOSE, to_bytes
+from ._base import CLOSE, CodecBase, to_bytes
 
 __all__ = ["TextCodec"]
 
 
-class TextCodec:
+class TextCodec(CodecBase):
     """Per-connection line splitter. Lines come out as str (UTF-8, undecodable bytes replaced)
     or, with `raw_text = True`, as the original bytes."""
 
     name = "text"
 
-    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more",
-                 "raw_text")
+    __slots__ = ()
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = b""
-        self.out: Any = ()
-        self.handshake: Optional[dict] = None
-        self.closing = 0
-        self.error: Optional[str] = None
-        self.pending = False
-        self.more = False
-        self.raw_text = False
 
     def feed(self, data: bytes) -> List[Any]:
         if self.closing:

@@ -18,7 +18,7 @@ import struct
 from codecs import utf_8_decode
 from typing import Any, List, Optional
 
-from ._base import CLOSE, to_bytes
+from ._base import CLOSE, CodecBase, to_bytes
 from ._handshake import (HTTP_400, HTTP_400_VERSION, HTTP_426, build_handshake_data,
                          intern_path, parse_request, response_101, valid_key)
 
@@ -106,7 +106,7 @@ def _bad_tail(tail: bytes) -> bool:
     return len(tail) > 1 and tail[0] == 0xED and tail[1] >= 0xA0
 
 
-class WebSocketCodec:
+class WebSocketCodec(CodecBase):
     """Per-connection websocket state. See `protocols/__init__.py` for the codec contract.
 
     Ordering rule: within one `feed()` everything put into `out` precedes the returned messages
@@ -118,19 +118,10 @@ class WebSocketCodec:
 
     name = "websocket"
 
-    __slots__ = ("conn", "buf", "out", "handshake", "closing", "error", "pending", "more",
-                 "raw_text", "state", "path", "frag", "cur", "tail", "queue")
+    __slots__ = ("state", "path", "frag", "cur", "tail", "queue")
 
     def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = b""          # unparsed input (partial handshake or partial frame header)
-        self.out: Any = ()      # falsy when empty; a list of bytes when the codec must write
-        self.handshake: Optional[dict] = None
-        self.closing = 0
-        self.error: Optional[str] = None
-        self.pending = False
-        self.more = False
-        self.raw_text = False   # True: text messages come out as (validated) UTF-8 bytes
+        super().__init__(conn)   # raw_text True: text comes out as (validated) bytes
         self.state = HANDSHAKE
         self.path: Optional[str] = None
         self.frag: Optional[list] = None   # [opcode, [payloads], size] of a fragmented message
