@@ -7,7 +7,6 @@ connection is up (the CMD_WORKER_CONNECT packet rides that way).
 from __future__ import annotations
 
 import errno
-import socket as _stdsocket
 from typing import Any, Callable, Optional
 
 import _socket

@@ -3,7 +3,7 @@ then the payload. Sans-IO."""
 from __future__ import annotations
 
 import struct
-from typing import Any, List, Optional
+from typing import Any, List
 
 from ._base import DESTROY, CodecBase, to_bytes
 

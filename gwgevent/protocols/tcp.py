@@ -1,7 +1,7 @@
 """Workerman's plain `tcp` transport: no framing, every received chunk is one message."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List
 
 from ._base import CodecBase, to_bytes
 

@@ -5,7 +5,7 @@ Decoding strips every trailing "\\r"/"\\n" like PHP's rtrim($buffer, "\\r\\n"); 
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List
 
 from ._base import CLOSE, CodecBase, to_bytes
 
