@@ -99,14 +99,17 @@ class Arbiter:
             if w.needs_master_listener():
                 w.listen()          # bind before daemonizing: a busy port fails in the terminal
         self.print_banner()
-        if self.daemon:
-            self.daemonize()
+        ready = self.daemonize() if self.daemon else -1
         setup_logging(process_name="master")
         self.write_pid_file()
         child_mod.paths.update(self.paths)
         _set_title("gwgevent: master process  start_file=%s" % self.start_file)
         self.init_signals()
         self.state = "running"
+        if ready >= 0:
+            # the pid file exists and signals are handled: `start -d` may return now
+            os.write(ready, b"1")
+            os.close(ready)
         for index, w in enumerate(self.workers):
             for wid in range(w.count):
                 self.spawn((index, wid))
@@ -136,9 +139,20 @@ class Arbiter:
             out.write("Press Ctrl+C to stop. Start success.\n")
         out.flush()
 
-    def daemonize(self) -> None:
+    def daemonize(self) -> int:
+        """Detach; returns the fd on which the master tells the waiting command it is up.
+
+        The command that ran `start -d` exits only once the master has written its pid file
+        (or died trying), so `start -d && status` never finds it "not running"."""
+        r, w = os.pipe()
         if os.fork() > 0:
-            os._exit(0)
+            os.close(w)
+            ready = select.select([r], [], [], 10.0)[0] and os.read(r, 1)
+            if not ready:
+                sys.stderr.write("gwgevent: the master did not come up; see %s\n"
+                                 % self.paths["log"])
+            os._exit(0 if ready else 1)
+        os.close(r)
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
@@ -150,6 +164,7 @@ class Arbiter:
         os.dup2(fd, 2)
         os.close(fd)
         os.close(null)
+        return w
 
     def write_pid_file(self) -> None:
         tmp = self.paths["pid"] + ".tmp"
@@ -239,7 +254,13 @@ class Arbiter:
     def spawn(self, slot: Slot) -> int:
         index, wid = slot
         worker = self.workers[index]
-        pid = os.fork()
+        # the child inherits these blocked and unblocks them once it can handle them
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, child_mod.CHILD_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            raise
         if pid == 0:
             # child: drop the master's pipe and state, then become the worker
             try:
@@ -252,6 +273,7 @@ class Arbiter:
                 worker.run_child(wid)
             finally:
                 os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.children[pid] = slot
         self.slots[slot] = pid
         return pid

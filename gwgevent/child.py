@@ -20,6 +20,13 @@ log = get_logger("child")
 #: files the master tells its children about (set by the arbiter before fork)
 paths: "dict[str, str]" = {}
 
+#: signals the master sends its children. The master blocks them around fork() and a child
+#: unblocks them once its own handlers are installed: one arriving in between (a `status` or
+#: `reload` right after a (re)spawn) waits instead of killing the child with the default action.
+CHILD_SIGNALS = frozenset((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP,
+                           signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT,
+                           signal.SIGIO))
+
 
 def run_child(worker: Any, worker_id: int) -> None:
     worker.id = worker_id
@@ -38,6 +45,7 @@ def run_child(worker: Any, worker_id: int) -> None:
     from .worker import Worker
     Worker.current = worker
     _install_signal_handlers(worker)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
     code = 0
     try:
         worker._start_serving()

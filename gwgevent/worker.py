@@ -14,13 +14,15 @@ import os
 import signal
 import socket as _stdsocket
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 import _socket
 from greenlet import getcurrent, greenlet
 
-from .connection import TcpConnection, make_stream_socket, run_backlog
+from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
 from .log import get_logger
+from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
 
 __all__ = ["Worker", "parse_address", "CAMEL_ALIASES"]
@@ -79,6 +81,9 @@ class Worker:
         self.backlog = 102400
         self.max_send_buffer_size = TcpConnection.default_max_send_buffer_size
         self.max_package_size = TcpConnection.default_max_package_size
+        #: seconds a client may take to complete its opening handshake (websocket upgrade,
+        #: TLS included) before it is dropped; 0/None disables the check
+        self.handshake_timeout: Optional[float] = 10.0
         self.on_worker_start: Optional[Callable] = None
         self.on_worker_stop: Optional[Callable] = None
         self.on_worker_reload: Optional[Callable] = None
@@ -112,6 +117,8 @@ class Worker:
         self._stop_event: Any = None
         self._graceful = False
         self._ssl: Any = None
+        self._handshaking: Dict[int, float] = {}   # connection id -> handshake deadline
+        self._handshake_sweeper: Any = None
         for key, value in options.items():
             setattr(self, key, value)
         if self.register:
@@ -180,9 +187,13 @@ class Worker:
         from gevent import get_hub
         self._hub = get_hub()
         Timer.runner = self._run_job
-        self._start_accepting()
+        # on_worker_start completes before the first connection is accepted (Workerman's
+        # order): business code may block in it (connect a database) and rely on it in
+        # on_connect/on_message; clients meanwhile wait in the listen backlog
         if self.on_worker_start is not None:
             self._call_user_sync(self.on_worker_start, self)
+        if not self.stopping:
+            self._start_accepting()
 
     def _start_accepting(self) -> None:
         if self._hub is None:
@@ -261,10 +272,45 @@ class Worker:
         conn.max_package_size = self.max_package_size
         conn.codec = self._codec_class(conn)
         self.connections[conn.id] = conn
+        if self.handshake_timeout and _handshake_pending(conn.codec):
+            self._watch_handshake(conn)
         self._on_open(conn)
         if conn._status < 3:
             conn.start_reading()
         return conn
+
+    # ------------------------------------------------------------ handshake timeout
+    def _watch_handshake(self, conn: TcpConnection) -> None:
+        """Remember when `conn` must have finished its handshake. One periodic sweep timer
+        per process checks them all (no timer per connection); it runs only while some
+        connection is still handshaking."""
+        self._handshaking[conn.id] = time.monotonic() + self.handshake_timeout
+        if self._handshake_sweeper is None:
+            from gevent import get_hub
+            interval = min(1.0, max(0.05, self.handshake_timeout / 4.0))
+            sweeper = get_hub().loop.timer(interval, interval)
+            self._handshake_sweeper = sweeper
+            sweeper.start(self._sweep_handshakes)
+
+    def _sweep_handshakes(self) -> None:
+        now = time.monotonic()
+        pending = self._handshaking
+        connections = self.connections
+        for cid, deadline in list(pending.items()):
+            conn = connections.get(cid)
+            if conn is None or conn._status >= STATUS_CLOSING or \
+                    not _handshake_pending(conn.codec):
+                del pending[cid]
+            elif now >= deadline:
+                del pending[cid]
+                log.info("%s: closing connection %s from %s:%s: handshake not completed "
+                         "within %s s", self.name, conn.id, conn.remote_ip, conn.remote_port,
+                         self.handshake_timeout)
+                conn.destroy()
+        if not pending:
+            self._handshake_sweeper.stop()
+            self._handshake_sweeper.close()
+            self._handshake_sweeper = None
 
     # ------------------------------------------------------------ events (override in roles)
     def _on_open(self, conn: TcpConnection) -> None:
@@ -445,6 +491,15 @@ def _install_aliases(cls: type) -> None:
 
 
 _install_aliases(Worker)
+
+
+def _handshake_pending(codec: Any) -> bool:
+    """True while a codec is still in its opening handshake: a codec may say so with a
+    `handshake_done` attribute; the websocket codec is in its HANDSHAKE state."""
+    done = getattr(codec, "handshake_done", None)
+    if done is not None:
+        return not done
+    return isinstance(codec, WebSocketCodec) and codec.state == _WS_HANDSHAKE
 
 
 def _status_name(code: int) -> str:
