@@ -358,7 +358,13 @@ class BusinessWorker(Worker):
                 q = queues[cid]
                 try:
                     while q:
-                        handle(cid, q.popleft())
+                        try:
+                            handle(cid, q.popleft())
+                        except Exception:
+                            # a framework failure (not the handler's: those are caught inside)
+                            # must not end this runner with other clients still in `ready`
+                            log.exception("worker %s #%d: event of %s failed", self.name,
+                                          self.id, cid)
                 finally:
                     del queues[cid]
         finally:
@@ -442,8 +448,12 @@ class BusinessWorker(Worker):
             log.warning("worker: could not re-read the session of %s from %s (%s); using the "
                         "one in the event", ctx.client_id, address, exc)
             return fallback
-        if value is None or value is False:
+        # the reply payload is the stored session string itself, so the query hands back the
+        # session already unserialized (PHP: $_SESSION = Gateway::getSession($client_id))
+        if not value:              # None: client gone; [] : no session
             return b""
+        if isinstance(value, (dict, list)):
+            return dumps(value)
         return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
     def _write_back(self, ctx: Context) -> None:

@@ -147,6 +147,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self._held: Dict[int, list] = {}
         self._held_total = 0
         self._hold_timer = 0
+        self._deferred: List[tuple] = []
         self._register_links: List[AsyncTcpConnection] = []
         self._started_at = 0.0
 
@@ -369,10 +370,38 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 continue
             for packet in packets:
                 wc._write(packet)
+            if conn._status >= 3 and conn.worker_key in self._lc:
+                # closed while held: its ON_CLOSE just went out, and _connection_closed had
+                # no worker to un-count it from
+                self._lc[conn.worker_key] -= 1
 
     # ------------------------------------------------------------ inner port
     def _on_inner_packets(self, link: TcpConnection, packets: list) -> None:
         state: _Link = link.context
+        if state.worker_key:
+            self._handle_inner(link, state, packets)
+            return
+        # A push-client / query socket: handle it once every inner read of this loop iteration
+        # is done. libev runs the io callbacks of one poll in reverse order, so a query that a
+        # worker sent right after writing commands on its own link (bind_uid, then
+        # get_client_id_by_uid; a session write-back, then the crc guard's re-read) would
+        # otherwise be answered before those commands are applied.
+        if not self._deferred:
+            self._hub.loop.run_callback(self._run_deferred)
+        self._deferred.append((link, packets))
+
+    def _run_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for link, packets in deferred:
+            if link._status < 3:
+                try:
+                    self._handle_inner(link, link.context, packets)
+                except Exception:
+                    log.exception("gateway %s:%d: packets from %s failed", self.lan_ip,
+                                  self.lan_port, link.remote_address)
+                    link.destroy()
+
+    def _handle_inner(self, link: TcpConnection, state: "_Link", packets: list) -> None:
         handle = self.core.handle
         reply = link._write
         for pkt in packets:

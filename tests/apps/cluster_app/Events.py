@@ -1,0 +1,93 @@
+"""Business logic of the test cluster: a small command protocol so a test can drive every
+Gateway API method from inside a BusinessWorker.
+
+A client sends JSON {"op": ..., "args": [...], "id": n}; the worker answers the current client
+with {"ev": "result", "id": n, "pid": <worker pid>, "behaviour": BEHAVIOUR, "result": ...} (or
+"error": "ExcType: text"). on_connect answers {"ev": "hello", "client_id", "pid", ...}.
+Anything that is not such a JSON object is answered {"ev": "echo", "data": message}.
+"""
+import json
+import os
+import time
+
+import gevent
+
+from gwgevent import Gateway, context
+
+BEHAVIOUR = "v1"   # the reload test edits this line
+
+
+def _default(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def _reply(obj):
+    obj["pid"] = os.getpid()
+    obj["behaviour"] = BEHAVIOUR
+    Gateway.send_to_current_client(json.dumps(obj, default=_default))
+
+
+def on_connect(client_id):
+    _reply({"ev": "hello", "client_id": client_id, "gateway_port": context.gateway_port,
+            "local_port": context.local_port})
+
+
+def _session_put(key, value):
+    session = context.session
+    if session is None:
+        context.session = {key: value}
+    else:
+        session[key] = value          # in-place change: must be written back too
+    return context.session
+
+
+def _run(op, args):
+    if op == "api":
+        name, rest = args[0], args[1:]
+        return getattr(Gateway, name)(*rest)
+    if op == "batch":
+        # several API calls in one handler: [[method, arg, ...], ...] -> [result, ...]
+        return [getattr(Gateway, call[0])(*call[1:]) for call in args]
+    if op == "echo":
+        return args
+    if op == "sleep":
+        seconds, how = args[0], (args[1] if len(args) > 1 else "gevent")
+        if how == "time":
+            time.sleep(seconds)        # monkey-patched in the worker: cooperative
+        else:
+            gevent.sleep(seconds)
+        return args
+    if op == "session":
+        return context.session
+    if op == "session_put":
+        return _session_put(args[0], args[1])
+    if op == "session_assign":
+        context.session = args[0]
+        return context.session
+    if op == "context":
+        return {"client_id": context.client_id, "server": context.server}
+    raise ValueError("unknown op %r" % (op,))
+
+
+def on_message(client_id, message):
+    try:
+        req = json.loads(message)
+    except ValueError:
+        req = None
+    if not isinstance(req, dict) or "op" not in req:
+        _reply({"ev": "echo", "data": message})
+        return
+    out = {"ev": "result", "id": req.get("id"), "op": req["op"]}
+    try:
+        out["result"] = _run(req["op"], req.get("args") or [])
+    except Exception as exc:
+        out["error"] = "%s: %s" % (type(exc).__name__, exc)
+    _reply(out)
+
+
+def on_close(client_id):
+    pass

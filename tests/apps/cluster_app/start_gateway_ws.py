@@ -1,0 +1,20 @@
+"""Websocket gateway of the test cluster (GWT_WS_PORT, GWT_WS_START_PORT, GWT_WS_COUNT)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _env  # noqa: E402
+
+from gwgevent import Gateway, run_all  # noqa: E402
+
+gateway = Gateway("websocket://127.0.0.1:%d" % _env.num("WS_PORT"))
+gateway.name = "TestWsGateway"
+gateway.count = _env.num("WS_COUNT", 1)
+gateway.lan_ip = "127.0.0.1"
+gateway.start_port = _env.num("WS_START_PORT")
+gateway.register_address = _env.REGISTER
+gateway.secret_key = _env.SECRET
+gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
+
+if __name__ == "__main__":
+    run_all()
