@@ -164,7 +164,11 @@ class BusinessWorker(Worker):
             sys.modules[module_name] = module
             if self.app_dir not in sys.path:
                 sys.path.insert(0, self.app_dir)
-            spec.loader.exec_module(module)
+            # compile from source, not __pycache__: the pyc check is mtime-to-the-second + size,
+            # so an edit made within the same second as the last load could be missed on reload
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec")
+            exec(code, module.__dict__)
         else:
             if self.app_dir not in sys.path:
                 sys.path.insert(0, self.app_dir)
