@@ -61,6 +61,10 @@ def _run(op, args):
         else:
             gevent.sleep(seconds)
         return args
+    if op == "db_sleep":
+        # a slow query through the MySQL helper (config from env GW_DB_CLUSTER_URL)
+        from gwgevent.lib.db import Db
+        return Db.instance("cluster").single("SELECT SLEEP(?)", [args[0]])
     if op == "session":
         return context.session
     if op == "session_put":
