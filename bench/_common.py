@@ -1,0 +1,365 @@
+"""Shared plumbing of the bench_*.py drivers: build the C client, run the echo server, read
+/proc figures, run wsload and parse its result line, clean up whatever was started.
+
+Everything here is bounded in time and every process started is put in its own process group so
+it can be killed as a whole (`Procs.cleanup()`), whatever happens to the driver.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, Iterable, List, Optional
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+BUILD = os.path.join(BENCH, "build")
+WSLOAD_SRC = os.path.join(BENCH, "wsload.c")
+WSLOAD = os.path.join(BUILD, "wsload")
+ECHO_SERVER = os.path.join(BENCH, "echo_server.py")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run or produced no valid figure."""
+
+
+def log(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- time budget
+
+class _Timeout(BaseException):
+    pass
+
+
+def time_budget(seconds: float) -> None:
+    """Abort the whole driver (through its finally: cleanup) after `seconds`."""
+    def on_alarm(signum, frame):
+        raise _Timeout("benchmark exceeded its time budget of %.0f s" % seconds)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def main_wrapper(fn) -> None:
+    """Run fn(); exit 0 on success, 1 on BenchError/timeout/interrupt (after cleanup ran)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)   # SIGTERM runs the finally: blocks too
+    try:
+        fn()
+    except BenchError as exc:
+        log("FAILED: %s" % exc)
+        sys.exit(1)
+    except _Timeout as exc:
+        log("FAILED: %s" % exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("FAILED: interrupted")
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- build
+
+def build_wsload(force: bool = False) -> str:
+    """Compile bench/wsload.c with gcc -O2 into bench/build/wsload (when missing or stale)."""
+    os.makedirs(BUILD, exist_ok=True)
+    if not force and os.path.exists(WSLOAD) and \
+            os.path.getmtime(WSLOAD) >= os.path.getmtime(WSLOAD_SRC):
+        return WSLOAD
+    cmd = ["gcc", "-O2", "-Wall", "-o", WSLOAD, WSLOAD_SRC]
+    log("building: " + " ".join(cmd))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise BenchError("gcc failed:\n" + res.stderr)
+    return WSLOAD
+
+
+# ----------------------------------------------------------------------------- /proc
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError("no VmRSS for pid %d" % pid)
+
+
+def core_busy_seconds(core: int) -> float:
+    """Non-idle time of one CPU core (user+nice+system+irq+softirq+steal) from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu%d " % core):
+                v = [int(x) for x in line.split()[1:]]
+                return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+    raise BenchError("no cpu%d in /proc/stat" % core)
+
+
+class CoreNoise:
+    """How busy the two benchmark cores were with OTHER processes during a run (tests, other
+    benchmarks...), in % of a core: server core busy time minus the serving process's CPU time,
+    client core busy time minus the CPU time of the children this driver reaped meanwhile."""
+
+    def __init__(self, server_core: Optional[int], pid: int,
+                 client_core: Optional[int]) -> None:
+        self.server_core, self.pid, self.client_core = server_core, pid, client_core
+        self.server_pct = self.client_pct = 0.0
+
+    def _sample(self) -> tuple:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (time.monotonic(),
+                core_busy_seconds(self.server_core) if self.server_core is not None else 0.0,
+                cpu_seconds(self.pid) if alive(self.pid) else 0.0,
+                core_busy_seconds(self.client_core) if self.client_core is not None else 0.0,
+                ru.ru_utime + ru.ru_stime)
+
+    def __enter__(self) -> "CoreNoise":
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None or not alive(self.pid):
+            return
+        end = self._sample()
+        d = [b - a for a, b in zip(self.start, end)]
+        wall = d[0]
+        if wall <= 0:
+            return
+        if self.server_core is not None:
+            self.server_pct = max(0.0, 100.0 * (d[1] - d[2]) / wall)
+        if self.client_core is not None:
+            self.client_pct = max(0.0, 100.0 * (d[3] - d[4]) / wall)
+
+    def check(self, server_limit: float = 5.0, client_limit: float = 15.0) -> None:
+        """Warn when others took more than server_limit % of the server's core (every bit of it
+        shows in the figures) or client_limit % of the client's (the client has headroom)."""
+        for what, pct, core, limit in (
+                ("server", self.server_pct, self.server_core, server_limit),
+                ("client", self.client_pct, self.client_core, client_limit)):
+            if pct > limit:
+                log("warning: other processes used %.0f%% of core %s (the %s core) during this "
+                    "run: the figures are disturbed, run on an idle machine" % (pct, core, what))
+
+
+def tcp_timewait() -> int:
+    """TCP sockets in TIME_WAIT, host-wide (/proc/net/sockstat "tw")."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("tw") + 1])
+    return 0
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def children_of(pid: int) -> List[int]:
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    kids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ----------------------------------------------------------------------------- processes
+
+class Procs:
+    """Processes started by a driver; each in its own process group (start_new_session)."""
+
+    def __init__(self) -> None:
+        self.procs: List[subprocess.Popen] = []
+
+    def popen(self, cmd: List[str], **kw) -> subprocess.Popen:
+        kw.setdefault("cwd", ROOT)
+        p = subprocess.Popen(cmd, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def kill_group(self, p: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(p.pid, sig)   # pgid == pid thanks to start_new_session
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def cleanup(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                self.kill_group(p, signal.SIGKILL)
+            else:
+                self.kill_group(p, signal.SIGKILL)   # stragglers left in its group
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs.clear()
+
+
+class EchoServer:
+    """`python bench/echo_server.py --port P --cpu N start` in the foreground (its master in a
+    process group of its own); stopped with SIGINT to the master, SIGKILL to the group after."""
+
+    def __init__(self, procs: Procs, port: int = 0, cpu: Optional[int] = 0,
+                 protocol: str = "websocket") -> None:
+        self.procs = procs
+        self.port = port or free_port()
+        self.cpu = cpu
+        self.protocol = protocol
+        self.master: Optional[subprocess.Popen] = None
+        self.child = 0
+        self.log_path = os.path.join(BUILD, "echo_server_%d.log" % self.port)
+
+    @property
+    def command(self) -> List[str]:
+        cmd = [sys.executable, ECHO_SERVER, "--port", str(self.port), "--protocol",
+               self.protocol]
+        if self.cpu is not None:
+            cmd += ["--cpu", str(self.cpu)]
+        return cmd + ["start"]
+
+    def start(self, timeout: float = 30.0) -> int:
+        os.makedirs(BUILD, exist_ok=True)
+        logf = open(self.log_path, "wb")
+        log("server: " + " ".join(shlex.quote(a) for a in self.command))
+        self.master = self.procs.popen(self.command, stdout=logf, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.master.poll() is not None:
+                raise BenchError("echo server exited with %s; see %s"
+                                 % (self.master.returncode, self.log_path))
+            kids = children_of(self.master.pid)
+            if kids:
+                child = kids[0]
+                try:
+                    # on_worker_start pins the child: once it has, the child serves
+                    ready = self.cpu is None or os.sched_getaffinity(child) == {self.cpu}
+                except OSError:
+                    ready = False
+                if ready and self._accepts():
+                    self.child = child
+                    log("server: master pid %d, serving child pid %d, port %d"
+                        % (self.master.pid, child, self.port))
+                    return child
+            time.sleep(0.05)
+        raise BenchError("echo server not ready within %.0f s; see %s" % (timeout, self.log_path))
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 1).close()
+            return True
+        except OSError:
+            return False
+
+    def check_alive(self) -> None:
+        if not self.child or not alive(self.child):
+            raise BenchError("the serving process died; see %s" % self.log_path)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        m = self.master
+        if m is None:
+            return
+        if m.poll() is None:
+            try:
+                os.kill(m.pid, signal.SIGINT)
+                m.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("server: master did not stop in %.0f s, killing its group" % timeout)
+        self.procs.kill_group(m, signal.SIGKILL)   # the child (same group), whatever is left
+        try:
+            m.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.master = None
+
+
+# ----------------------------------------------------------------------------- wsload
+
+def wsload_cmd(args: Iterable[str], cpu: Optional[int] = 1) -> List[str]:
+    cmd = [WSLOAD] + [str(a) for a in args]
+    return (["taskset", "-c", str(cpu)] + cmd) if cpu is not None else cmd
+
+
+def parse_result(text: str) -> Dict[str, float]:
+    """The `wsload mode=... key=value ...` line -> {key: float or str}."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("wsload "):
+            out: Dict[str, float] = {}
+            for tok in line.split()[1:]:
+                k, _, v = tok.partition("=")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v  # type: ignore[assignment]
+            return out
+    raise BenchError("wsload printed no result line:\n" + text)
+
+
+def run_wsload(args: Iterable[str], procs: Procs, cpu: Optional[int] = 1,
+               timeout: float = 120.0) -> Dict[str, float]:
+    """Run one wsload to completion; return its parsed result (fails on a non-zero exit)."""
+    cmd = wsload_cmd(args, cpu)
+    log("client: " + " ".join(shlex.quote(a) for a in cmd))
+    p = procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        procs.kill_group(p)
+        p.communicate()
+        raise BenchError("wsload did not finish within %.0f s" % timeout)
+    if p.returncode != 0:
+        raise BenchError("wsload exited with %d:\n%s%s" % (p.returncode, err[-2000:], out))
+    return parse_result(out)
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return "%.*f" % (digits, v)
