@@ -399,12 +399,13 @@ class TcpConnection:
         self.websocket_type = value.encode("latin-1") if isinstance(value, str) else bytes(value)
 
 
-def make_stream_socket(fd: int, family: int) -> Any:
-    """Wrap an accepted fd in a raw non-blocking socket with TCP_NODELAY (answers are batched
-    per loop iteration already, so Nagle would only add latency)."""
+def make_stream_socket(fd: int, family: int, nodelay: bool = True) -> Any:
+    """Wrap an fd in a raw non-blocking socket with TCP_NODELAY (answers are batched per loop
+    iteration already, so Nagle would only add latency). Accepted sockets inherit NODELAY from
+    their listener on Linux, so the accept path passes nodelay=False and saves a syscall."""
     sock = _socket.socket(family, _socket.SOCK_STREAM, 0, fd)
     sock.setblocking(False)
-    if family != _socket.AF_UNIX:
+    if nodelay and family != _socket.AF_UNIX:
         try:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         except OSError:

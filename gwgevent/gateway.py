@@ -227,6 +227,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         link.send(register_lines.ping_line(), raw=True)
 
     # ------------------------------------------------------------ client side
+    _wants_handshake_data = True   # CMD_ON_WEBSOCKET_CONNECT always carries it
+
     def _next_connection_id(self) -> int:
         return self.core.new_connection_id()
 

@@ -154,6 +154,9 @@ class Worker:
             sock.close()
             raise OSError(exc.errno, "%s: cannot listen on %s: %s" % (self.name, self.address,
                                                                      exc.strerror)) from None
+        if family != _socket.AF_UNIX:
+            # inherited by every accepted socket (Linux): one setsockopt here, none per accept
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         sock.listen(self.backlog)
         sock.setblocking(False)
         self._listener = sock
@@ -236,7 +239,7 @@ class Worker:
                 log.warning("%s: accept failed on %s: %s", self.name, self.address, exc)
                 return
             try:
-                sock = make_stream_socket(fd, listener.family)
+                sock = make_stream_socket(fd, listener.family, nodelay=False)
             except OSError:
                 os.close(fd)
                 continue
@@ -254,6 +257,11 @@ class Worker:
         if self._accept_watcher is not None and not self.stopping:
             self._accept_watcher.start(self._on_acceptable)
 
+    @property
+    def _wants_handshake_data(self) -> bool:
+        """Does anyone read the websocket handshake data? (The Gateway always forwards it.)"""
+        return self.on_websocket_connect is not None
+
     def _next_connection_id(self) -> int:
         return next(self._conn_ids)
 
@@ -270,7 +278,9 @@ class Worker:
             conn = self._connection_class()(self, sock, ip, port, self._next_connection_id())
         conn.max_send_buffer_size = self.max_send_buffer_size
         conn.max_package_size = self.max_package_size
-        conn.codec = self._codec_class(conn)
+        codec = conn.codec = self._codec_class(conn)
+        if not self._wants_handshake_data and hasattr(codec, "handshake_data"):
+            codec.handshake_data = False
         self.connections[conn.id] = conn
         if self.handshake_timeout and _handshake_pending(conn.codec):
             self._watch_handshake(conn)
