@@ -66,6 +66,8 @@ def parse_request(head: bytes) -> Optional[Tuple[bytes, bytes, bytes, Headers]]:
     """Split a request head (without the final CRLFCRLF) like Workerman's Http\\Request:
     header names lower-cased, values left-trimmed, repeated headers joined with ','.
     Returns (method, uri, version, [(name, value)...]) or None for a malformed request line."""
+    if head.isascii():
+        return _parse_ascii(head)
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[1]:
@@ -81,6 +83,25 @@ def parse_request(head: bytes) -> Optional[Tuple[bytes, bytes, bytes, Headers]]:
         else:
             headers[name] = value
     return method, uri, version, [(_ascii(k), _text(v)) for k, v in headers.items()]
+
+
+def _parse_ascii(head: bytes) -> Optional[Tuple[bytes, bytes, bytes, Headers]]:
+    """The usual case (every byte ASCII): one decode for the whole head, same result as the
+    general path."""
+    lines = head.decode("ascii").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[1]:
+        return None
+    headers: Dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        name = name.lower()
+        value = value.lstrip(" \t") if sep else ""
+        if name in headers:
+            headers[name] = headers[name] + "," + value
+        else:
+            headers[name] = value
+    return (parts[0].encode(), parts[1].encode(), parts[2].encode(), list(headers.items()))
 
 
 def _ascii(raw: bytes) -> str:
