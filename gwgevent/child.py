@@ -6,7 +6,6 @@ handlers, protocols) is imported here, after fork, so a reloaded child picks up 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys

@@ -12,7 +12,6 @@ broadcast of many frames to one receiver costs one syscall per receiver per iter
 from __future__ import annotations
 
 import errno
-import socket as _stdsocket
 from collections import deque
 from typing import Any, Callable, List, Optional
 
@@ -233,16 +232,7 @@ class TcpConnection:
             return
         self.bytes_written += sent
         if sent == len(data):
-            self._out = None
-            self._out_size = 0
-            if self._ww is not None:
-                self._ww.stop()
-                self._ww = None
-            if self._full:
-                self._full = False
-                self.worker._buffer_drain(self)
-            if self._status == STATUS_CLOSING:
-                self.destroy()
+            self._drained()
             return
         rest = data[sent:]
         self._out = [rest]
@@ -250,6 +240,20 @@ class TcpConnection:
         if self._ww is None:
             self._ww = get_hub().loop.io(self.sock.fileno(), _EV_WRITE)
             self._ww.start(self._flush)
+
+    def _drained(self) -> None:
+        """Everything queued is written: stop watching for writability, tell on_buffer_drain,
+        and finish a close that was waiting for the buffer."""
+        self._out = None
+        self._out_size = 0
+        if self._ww is not None:
+            self._ww.stop()
+            self._ww = None
+        if self._full:
+            self._full = False
+            self.worker._buffer_drain(self)
+        if self._status == STATUS_CLOSING:
+            self.destroy()
 
     @property
     def send_buffer_size(self) -> int:

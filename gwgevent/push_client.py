@@ -270,7 +270,7 @@ class PushTransport:
         """An idle socket is reusable if the gateway hasn't closed it and nothing is pending."""
         try:
             sock.settimeout(0.0)
-            data = sock.recv(1, socket.MSG_PEEK)
+            sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:

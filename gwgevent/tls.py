@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from .connection import READ_SIZE, STATUS_CLOSING, TcpConnection, get_hub, log
+from .connection import READ_SIZE, TcpConnection, get_hub, log
 
 __all__ = ["TlsConnection"]
 
@@ -92,16 +92,7 @@ class TlsConnection(TcpConnection):
         self.bytes_written += sent
         self._cipher = data[sent:]
         if not self._cipher and not out:
-            self._out = None
-            self._out_size = 0
-            if self._ww is not None:
-                self._ww.stop()
-                self._ww = None
-            if self._full:
-                self._full = False
-                self.worker._buffer_drain(self)
-            if self._status == STATUS_CLOSING:
-                self.destroy()
+            self._drained()
             return
         self._out = out
         self._out_size = len(self._cipher)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import signal
-import socket as _stdsocket
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional

@@ -156,3 +156,44 @@ def opt(cfg: Mapping[str, Any], *keys: str, default: Optional[Any] = None) -> An
         if key in cfg and cfg[key] is not None:
             return cfg[key]
     return default
+
+
+class NamedInstances:
+    """Per-process cache of named clients built from a ConfigRegistry (Db, Redis share it).
+
+    Subclasses set `_registry`, `_instances` and `_pid`, and say how to let go of one client in
+    `_release`. After a fork the child drops (never closes) the parent's clients: the sockets
+    belong to the parent."""
+
+    _registry: "ConfigRegistry"
+    _instances: Dict[str, Any]
+    _pid: int
+
+    @classmethod
+    def _release(cls, instance: Any) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        cls._instances = {}
+
+    @classmethod
+    def _check_fork(cls) -> None:
+        if cls._pid != os.getpid():
+            cls._after_fork()
+            cls._pid = os.getpid()
+
+    @classmethod
+    def configure(cls, config: Any = None, **named: Any) -> None:
+        """Register configs (see the subclass docstring); reconfigured names are rebuilt on
+        next use."""
+        names = set(named)
+        if isinstance(config, Mapping):
+            names.update(str(k) for k in config)
+        elif config is not None:
+            names.update(k for k in list(cls._instances) if getattr(config, k, None) is not None)
+        cls._registry.configure(config, **named)
+        for name in names:
+            instance = cls._instances.pop(name, None)
+            if instance is not None:
+                cls._release(instance)

@@ -35,7 +35,8 @@ import pymysql.cursors
 from gevent.lock import BoundedSemaphore
 from greenlet import getcurrent
 
-from gwgevent.lib.config import ConfigError, ConfigRegistry, merge_url, opt, parse_mysql_url
+from gwgevent.lib.config import (ConfigError, ConfigRegistry, NamedInstances, merge_url, opt,
+                                 parse_mysql_url)
 
 __all__ = [
     "Db", "DbConnection", "Query", "DbError", "DbConnectError", "DbPoolTimeout", "DbQueryError",
@@ -1407,7 +1408,7 @@ setattr(DbConnection, "from", DbConnection.from_)
 
 # ------------------------------------------------------------------------------------- Db
 
-class Db:
+class Db(NamedInstances):
     """Named DbConnection instances, one per process, created at first use.
 
     ``Db.configure({'default': {'host': ..., 'port': 3306, 'user': ..., 'password': ...,
@@ -1421,24 +1422,8 @@ class Db:
     _pid = os.getpid()
 
     @classmethod
-    def configure(cls, config: Any = None, **named: Any) -> None:
-        """Register configs (see class docstring). Reconfigured names are rebuilt on next use."""
-        names = set(named)
-        if isinstance(config, Mapping):
-            names.update(str(k) for k in config)
-        elif config is not None:
-            names.update(k for k in list(cls._instances) if getattr(config, k, None) is not None)
-        cls._registry.configure(config, **named)
-        for name in names:
-            conn = cls._instances.pop(name, None)
-            if conn is not None:
-                conn.close()
-
-    @classmethod
-    def _check_fork(cls) -> None:
-        if cls._pid != os.getpid():
-            cls._instances = {}               # pools also drop the parent's sockets themselves
-            cls._pid = os.getpid()
+    def _release(cls, instance: DbConnection) -> None:
+        instance.close()
 
     @classmethod
     def settings(cls, name: str = "default") -> Dict[str, Any]:

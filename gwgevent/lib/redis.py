@@ -37,7 +37,7 @@ import redis.retry
 from gevent.socket import wait_read
 from greenlet import getcurrent
 
-from gwgevent.lib.config import ConfigError, ConfigRegistry, merge_url
+from gwgevent.lib.config import ConfigError, ConfigRegistry, NamedInstances, merge_url
 
 if _redis.__name__ != "redis" or not hasattr(_redis, "StrictRedis"):   # pragma: no cover
     raise ImportError("gwgevent.lib.redis imported itself instead of redis-py")
@@ -178,7 +178,7 @@ def _connection_kwargs(cfg: Mapping[str, Any], name: str) -> Tuple[Dict[str, Any
     return kw, pool_size, wait_timeout
 
 
-class Redis:
+class Redis(NamedInstances):
     """Named redis-py clients, one pool per process, created at first use.
 
     ``Redis.configure({'default': 'redis://127.0.0.1:6379/0'})`` (or dicts with host, port, db,
@@ -193,27 +193,15 @@ class Redis:
     _pid = os.getpid()
 
     @classmethod
-    def configure(cls, config: Any = None, **named: Any) -> None:
-        """Register configs; reconfigured names get a new client on next use."""
-        names = set(named)
-        if isinstance(config, Mapping):
-            names.update(str(k) for k in config)
-        elif config is not None:
-            names.update(k for k in list(cls._instances) if getattr(config, k, None) is not None)
-        cls._registry.configure(config, **named)
-        for name in names:
-            client = cls._instances.pop(name, None)
-            if client is not None:
-                client.connection_pool.disconnect()
+    def _release(cls, instance: _Client) -> None:
+        instance.connection_pool.disconnect()
 
     @classmethod
-    def _check_fork(cls) -> None:
-        if cls._pid != os.getpid():
-            # Drop, don't disconnect: the sockets are the parent's (redis-py skips shutdown()
-            # for connections of another pid anyway).
-            cls._instances = {}
-            cls._subscriptions = {}
-            cls._pid = os.getpid()
+    def _after_fork(cls) -> None:
+        # Drop, don't disconnect: the sockets are the parent's (redis-py skips shutdown()
+        # for connections of another pid anyway).
+        cls._instances = {}
+        cls._subscriptions = {}
 
     @classmethod
     def settings(cls, name: str = "default") -> Dict[str, Any]:
