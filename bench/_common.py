@@ -114,18 +114,20 @@ def core_busy_seconds(core: int) -> float:
 class CoreNoise:
     """How busy the two benchmark cores were with OTHER processes during a run (tests, other
     benchmarks...), in % of a core: server core busy time minus the serving process's CPU time,
-    client core busy time minus the CPU time of the children this driver reaped meanwhile."""
+    client core busy time minus the CPU time of the children this driver reaped meanwhile.
+    `pid` is the serving process, or a list of them (a cluster's gateway and worker...)."""
 
-    def __init__(self, server_core: Optional[int], pid: int,
+    def __init__(self, server_core: Optional[int], pid: "int | Iterable[int]",
                  client_core: Optional[int]) -> None:
-        self.server_core, self.pid, self.client_core = server_core, pid, client_core
+        self.pids = [pid] if isinstance(pid, int) else list(pid)
+        self.server_core, self.pid, self.client_core = server_core, self.pids[0], client_core
         self.server_pct = self.client_pct = 0.0
 
     def _sample(self) -> tuple:
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         return (time.monotonic(),
                 core_busy_seconds(self.server_core) if self.server_core is not None else 0.0,
-                cpu_seconds(self.pid) if alive(self.pid) else 0.0,
+                sum(cpu_seconds(p) for p in self.pids if alive(p)),
                 core_busy_seconds(self.client_core) if self.client_core is not None else 0.0,
                 ru.ru_utime + ru.ru_stime)
 
@@ -134,7 +136,7 @@ class CoreNoise:
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is not None or not alive(self.pid):
+        if exc[0] is not None or not all(alive(p) for p in self.pids):
             return
         end = self._sample()
         d = [b - a for a, b in zip(self.start, end)]

@@ -25,7 +25,8 @@
  *
  * Every connection can send a --login text frame right after its handshake ("%i" in it is
  * replaced by the connection index) and, with --login-wait, is only "ready" once the server has
- * sent a frame back (that frame is not counted). This is what cluster benches need: clients that
+ * sent a frame back (that frame is not counted); --login-wait alone waits for the server's
+ * first frame (a hello sent from on_connect). This is what cluster benches need: clients that
  * join a group or bind a uid before the measurement starts. Cluster recipes:
  *   echo through gateway + worker:  wsload --mode echo -c 100 -k 10 --port GATEWAY_PORT
  *                                   --cpu-pid GATEWAY_PID,WORKER_PID
@@ -45,6 +46,11 @@
  * With --cpu-pid PID[,PID...] the utime+stime of those processes (from /proc/PID/stat) is read
  * at the exact edges of the measured window, so server CPU per message needs no guessing.
  * idle/listen/send modes also print a line "ready conns=N" (flushed) once all are connected.
+ * With several --cpu-pid processes, server_cpu_us_per_msg_each=A,B,... gives each one's share.
+ * idle/listen modes read command lines on stdin: "reset" starts a new measured window (latency
+ * histogram and counters from zero), "stats" prints one line "stats received=N other=N lost=N
+ * errors=N ready=N p50_us=... p90_us=... p99_us=... max_us=..." (since the last reset); a
+ * driver can so keep 10 000 receivers connected over several measurements.
  *
  * Exit status: 0 ok, 1 usage, 2 setup failed (connections could not be opened/handshaken),
  * 3 errors during the run (connections lost, bad frames); the result line is printed anyway.
@@ -251,13 +257,16 @@ static double proc_cpu_s(pid_t pid)   /* utime + stime of a process, seconds; -1
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double servers_cpu_s(void)
+/* sum over --cpu-pid; each[i] (when given) gets the figure of the i-th pid */
+static double servers_cpu_s(double *each)
 {
     double t = 0;
     for (int i = 0; i < o.ncpu_pids; i++) {
         double c = proc_cpu_s(o.cpu_pids[i]);
         if (c < 0)
             return -1;
+        if (each)
+            each[i] = c;
         t += c;
     }
     return t;
@@ -307,6 +316,7 @@ static struct {
     uint64_t received, sent, handshakes, errors, lost, bad, other;
     uint64_t w_received, w_sent, w_handshakes;
     double w_srv_cpu, w_cli_cpu;
+    double w_srv_each[MAX_CPU_PIDS];    /* per --cpu-pid process, same window */
     struct hist hist;
     uint64_t send_due_base;   /* send mode */
 } R;
@@ -334,7 +344,8 @@ static void handshake_slot_done(struct conn *c);
 
 static void in_window_snapshot(int start)
 {
-    double srv = o.ncpu_pids ? servers_cpu_s() : 0, cli = self_cpu_s();
+    double each[MAX_CPU_PIDS];
+    double srv = o.ncpu_pids ? servers_cpu_s(each) : 0, cli = self_cpu_s();
     if (start) {
         R.measuring = 1;
         R.t_window = now_ns();
@@ -342,6 +353,8 @@ static void in_window_snapshot(int start)
         R.w_sent = R.sent;
         R.w_handshakes = R.handshakes;
         R.w_srv_cpu = srv;
+        for (int i = 0; i < o.ncpu_pids; i++)
+            R.w_srv_each[i] = each[i];
         R.w_cli_cpu = cli;
         memset(&R.hist, 0, sizeof R.hist);
     } else {
@@ -352,6 +365,8 @@ static void in_window_snapshot(int start)
         R.w_sent = R.sent - R.w_sent;
         R.w_handshakes = R.handshakes - R.w_handshakes;
         R.w_srv_cpu = o.ncpu_pids ? srv - R.w_srv_cpu : 0;
+        for (int i = 0; i < o.ncpu_pids; i++)
+            R.w_srv_each[i] = each[i] - R.w_srv_each[i];
         R.w_cli_cpu = cli - R.w_cli_cpu;
     }
 }
@@ -778,12 +793,11 @@ static void handshake_done(struct conn *c, uint64_t now)
         handshake_slot_done(c);
         return;
     }
-    if (o.login) {
+    if (o.login)
         send_login(c);
-        if (o.login_wait) {
-            c->state = C_LOGIN;
-            return;
-        }
+    if (o.login_wait) {     /* without --login: wait for the server's first frame (a hello) */
+        c->state = C_LOGIN;
+        return;
     }
     conn_ready(c);
 }
@@ -976,9 +990,62 @@ static void print_result(void)
         printf(" server_cpu_pct=%.1f server_cpu_us_per_%s=%.3f", 100.0 * R.w_srv_cpu / win,
                o.mode == M_HANDSHAKE ? "handshake" : "msg",
                units ? R.w_srv_cpu * 1e6 / (double)units : 0.0);
+        if (o.ncpu_pids > 1) {
+            /* the same figures per process, in --cpu-pid order, comma-separated */
+            printf(" server_cpu_us_per_%s_each=", o.mode == M_HANDSHAKE ? "handshake" : "msg");
+            for (int i = 0; i < o.ncpu_pids; i++)
+                printf("%s%.3f", i ? "," : "",
+                       units ? R.w_srv_each[i] * 1e6 / (double)units : 0.0);
+        }
     }
     putchar('\n');
     fflush(stdout);
+}
+
+/* idle/listen modes: command lines on stdin.
+ *   reset   start a new measured window now: latency histogram emptied, counters zeroed
+ *   stats   print one line (flushed): stats received=N other=N lost=N errors=N ready=N
+ *           p50_us=... p90_us=... p99_us=... max_us=...  (everything since the last reset)
+ * Other lines are ignored; stdin closing still ends the run. */
+static struct {
+    char line[64];
+    size_t len;
+    uint64_t received, other;
+} cmd;
+
+static void stdin_command(const char *line)
+{
+    if (!strcmp(line, "reset")) {
+        if (!R.finished)
+            in_window_snapshot(1);
+        cmd.received = R.received;
+        cmd.other = R.other;
+    } else if (!strcmp(line, "stats")) {
+        printf("stats received=%llu other=%llu lost=%llu errors=%llu ready=%d p50_us=%.1f "
+               "p90_us=%.1f p99_us=%.1f max_us=%.1f\n",
+               (unsigned long long)(R.received - cmd.received),
+               (unsigned long long)(R.other - cmd.other), (unsigned long long)R.lost,
+               (unsigned long long)(R.errors + R.bad), R.nready, h_pct_us(&R.hist, 0.50),
+               h_pct_us(&R.hist, 0.90), h_pct_us(&R.hist, 0.99),
+               (double)R.hist.max / 1000.0);
+        fflush(stdout);
+    }
+}
+
+static void stdin_input(const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = data[i];
+        if (ch == '\n') {
+            cmd.line[cmd.len] = 0;
+            if (cmd.len && cmd.line[cmd.len - 1] == '\r')
+                cmd.line[cmd.len - 1] = 0;
+            stdin_command(cmd.line);
+            cmd.len = 0;
+        } else if (cmd.len < sizeof cmd.line - 1) {
+            cmd.line[cmd.len++] = ch;
+        }
+    }
 }
 
 static int run(void)
@@ -1065,6 +1132,8 @@ static int run(void)
                 if (r <= 0) {
                     R.stdin_closed = 1;
                     epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
+                } else {
+                    stdin_input(tmp, (size_t)r);
                 }
                 continue;
             }
@@ -1102,11 +1171,14 @@ static void usage(void)
         "  --setup-timeout S  give up if not all connections are ready by then (default 60)\n"
         "  --login TEXT       text frame sent after the handshake (%i = connection index)\n"
         "  --login-wait       a connection is ready once a frame came back after the login\n"
+        "                     (without --login: once the server's first frame arrived)\n"
         "  --header 'N: v'    extra request header (repeatable)\n"
         "  --browser          add the headers a browser sends (User-Agent, Origin, Cookie...)\n"
         "  --close fin|rst|ws handshake mode: how to end each connection (default fin)\n"
         "  --cpu-pid P[,P..]  report utime+stime of these processes over the window\n"
-        "  -q, --quiet        no progress on stderr\n",
+        "  -q, --quiet        no progress on stderr\n"
+        "idle/listen modes read stdin lines: 'reset' (new window: histogram and counters\n"
+        "from zero), 'stats' (prints 'stats received=N ... p50_us=... p99_us=...'); EOF ends.\n",
         stderr);
 }
 
