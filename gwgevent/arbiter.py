@@ -208,9 +208,12 @@ class Arbiter:
     # ------------------------------------------------------------ main loop
     def loop(self) -> None:
         while True:
+            # signals first: Ctrl+C in a terminal (or `timeout`, systemd's KillMode) signals the
+            # whole process group, so children may exit before the master has seen its own
+            # stop signal; they must not be taken for crashes and respawned
+            self._handle_signals()
             self.reap()
-            while self.sig_queue:
-                self.handle_signal(self.sig_queue.pop(0))
+            self._handle_signals()
             if self.state == "stopping":
                 if not self.children:
                     log.info("gwgevent stopped")
@@ -223,6 +226,10 @@ class Arbiter:
                 self.respawn_due()
                 self.reload_step()
             self._sleep(self._next_wakeup())
+
+    def _handle_signals(self) -> None:
+        while self.sig_queue:
+            self.handle_signal(self.sig_queue.pop(0))
 
     def _next_wakeup(self) -> float:
         now = time.monotonic()

@@ -7,6 +7,7 @@ connection is up (the CMD_WORKER_CONNECT packet rides that way).
 from __future__ import annotations
 
 import errno
+import time
 from typing import Any, Callable, Optional
 
 import _socket
@@ -60,7 +61,8 @@ class LinkEvents:
 class AsyncTcpConnection(TcpConnection):
     """Connect out to host:port; `events` receives messages as lists (like a Worker's _deliver)."""
 
-    __slots__ = ("host", "port", "codec_class", "_reconnect_timer", "connect_error")
+    __slots__ = ("host", "port", "codec_class", "_reconnect_timer", "connect_error",
+                 "failing_since")
 
     def __init__(self, events: LinkEvents, host: str, port: int, codec_class: Any) -> None:
         super().__init__(events, None, host, port, 0)
@@ -69,6 +71,7 @@ class AsyncTcpConnection(TcpConnection):
         self.codec_class = codec_class
         self._reconnect_timer = None
         self.connect_error = ""
+        self.failing_since = 0.0
         self._status = STATUS_CLOSED
 
     @property
@@ -114,6 +117,7 @@ class AsyncTcpConnection(TcpConnection):
             return
         self._status = STATUS_ESTABLISHED
         self.connect_error = ""
+        self.failing_since = 0.0
         self._rw = None
         self.start_reading()
         self.worker._connected(self)
@@ -122,6 +126,8 @@ class AsyncTcpConnection(TcpConnection):
 
     def _connect_failed(self, reason: str) -> None:
         self.connect_error = reason
+        if not self.failing_since:
+            self.failing_since = time.monotonic()
         self.worker._connection_closed(self)
 
     def destroy(self) -> None:
@@ -185,3 +191,14 @@ class AsyncTcpConnection(TcpConnection):
 def _strerror(err: int) -> str:
     import os
     return "%s (%s)" % (os.strerror(err), errno.errorcode.get(err, err))
+
+
+def keep_register_link(link: AsyncTcpConnection, who: str) -> None:
+    """A register link closed: reconnect every second, forever (as GatewayWorker does). Say so
+    in the log only once the register has been unreachable for a few seconds, so the start-up
+    race (roles starting before the register) and a clean shutdown stay quiet."""
+    if link.failing_since and time.monotonic() - link.failing_since >= 3.0:
+        from .log import log_once
+        log_once(log, "register-" + link.address, "%s: cannot reach the register at %s (%s); "
+                 "retrying every second", who, link.address, link.connect_error)
+    link.reconnect(1.0)

@@ -12,12 +12,13 @@ import importlib.util
 import inspect
 import os
 import sys
+import time
 import zlib
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
 from . import api as _api
-from .async_connection import AsyncTcpConnection, LinkEvents
+from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.client_id import encode_client_id
 from .codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
@@ -264,12 +265,8 @@ class BusinessWorker(Worker):
                             link.address)
 
     def _register_closed(self, link: AsyncTcpConnection) -> None:
-        if self.stopping:
-            return
-        log_once(log, "register-" + link.address, "worker %s #%d: lost the register at %s%s; "
-                 "retrying every second", self.name, self.id, link.address,
-                 " (%s)" % link.connect_error if link.connect_error else "")
-        link.reconnect(1.0)
+        if not self.stopping:
+            keep_register_link(link, "worker %s #%d" % (self.name, self.id))
 
     # ------------------------------------------------------------ gateways
     def _set_addresses(self, addresses: List[str]) -> None:
@@ -298,10 +295,12 @@ class BusinessWorker(Worker):
         if self.stopping:
             return
         if address in self._addresses:
-            log_once(log, "gateway-" + address, "worker %s #%d: link to gateway %s closed%s; "
-                     "retrying in %.0f s", self.name, self.id, address,
-                     " (%s)" % link.connect_error if link.connect_error else "",
-                     GATEWAY_RETRY_DELAY, interval=10.0)
+            # quiet for a gateway that restarts (or a cluster shutting down): only one that
+            # stays unreachable is worth a line
+            if link.failing_since and time.monotonic() - link.failing_since >= 3.0:
+                log_once(log, "gateway-" + address, "worker %s #%d: cannot reach gateway %s "
+                         "(%s); retrying every %.0f s", self.name, self.id, address,
+                         link.connect_error, GATEWAY_RETRY_DELAY, interval=30.0)
             link.reconnect(GATEWAY_RETRY_DELAY)
         else:
             if self.gateway_links.get(address) is link:

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import api as _api
-from .async_connection import AsyncTcpConnection, LinkEvents
+from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
@@ -215,12 +215,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 Timer.add(REGISTER_PING_INTERVAL, self._ping_register, (link,))
 
     def _register_closed(self, link: AsyncTcpConnection) -> None:
-        if self.stopping:
-            return
-        log_once(log, "register-" + link.address, "gateway %s:%d: lost the register at %s%s; "
-                 "retrying every second", self.lan_ip, self.lan_port, link.address,
-                 " (%s)" % link.connect_error if link.connect_error else "")
-        link.reconnect(1.0)
+        if not self.stopping:
+            keep_register_link(link, "gateway %s:%d" % (self.lan_ip, self.lan_port))
 
     @staticmethod
     def _ping_register(link: AsyncTcpConnection) -> None:

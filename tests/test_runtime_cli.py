@@ -286,6 +286,9 @@ def test_foreground_start_banner_and_ctrl_c(apps):
     wait_for(lambda: not port_listening(app.ws_port) and not port_listening(app.txt_port), 5,
              "ports released")
     assert not app.pid_file.exists()
+    # the children got the SIGINT too and exited before the master saw its own: that is a stop,
+    # not a crash, so nothing may be respawned
+    assert "starting it again" not in app.foreground_output(), app.foreground_output()
 
 
 def test_commands_without_running_master(apps):
