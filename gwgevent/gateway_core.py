@@ -509,14 +509,22 @@ class GatewayCore:
             return None
         return _text(raw)
 
-    def _join_group(self, pkt, reply):
-        group = self._group_arg(pkt, 'joinGroup')
+    def _member_and_group(self, pkt, what):
+        """(client conn, group, index key) for join/leave, or None (logged) when the group is
+        empty or the client is gone."""
+        group = self._group_arg(pkt, what)
         if group is None:
-            return
+            return None
         conn = self.connections.get(pkt.connection_id)
         if conn is None:
+            return None
+        return conn, group, self._key(group)
+
+    def _join_group(self, pkt, reply):
+        target = self._member_and_group(pkt, 'joinGroup')
+        if target is None:
             return
-        key = self._key(group)
+        conn, group, key = target
         if conn.groups is None:
             conn.groups = {}
         conn.groups[key] = group
@@ -527,13 +535,10 @@ class GatewayCore:
             m[conn.id] = conn
 
     def _leave_group(self, pkt, reply):
-        group = self._group_arg(pkt, 'leaveGroup')
-        if group is None:
+        target = self._member_and_group(pkt, 'leaveGroup')
+        if target is None:
             return
-        conn = self.connections.get(pkt.connection_id)
-        if conn is None:
-            return
-        key = self._key(group)
+        conn, group, key = target
         groups = conn.groups
         if not groups or key not in groups:
             return

@@ -186,19 +186,24 @@ class PushTransport:
             else RegisterUnavailable
         raise cls("no register answered: " + "; ".join(str(e) for e in errors))
 
-    def _ask_register(self, register: str) -> List[str]:
+    def _open(self, address: str, what: str, on_timeout: type, on_error: type) -> socket.socket:
+        """Connect within connect_timeout; failures become the caller's exception, naming the
+        address."""
         try:
-            host, port = _split(register)
+            host, port = _split(address)
         except ValueError as exc:
-            raise RegisterUnavailable(str(exc)) from None
+            raise on_error(str(exc)) from None
         try:
-            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            return socket.create_connection((host, port), timeout=self.connect_timeout)
         except socket.timeout:
-            raise RegisterUnavailable("connect to register %s timed out after %gs"
-                                      % (register, self.connect_timeout)) from None
+            raise on_timeout("connect to %s %s timed out after %gs"
+                             % (what, address, self.connect_timeout)) from None
         except OSError as exc:
-            raise RegisterUnavailable("cannot connect to register %s: %s"
-                                      % (register, exc.strerror or exc)) from None
+            raise on_error("cannot connect to %s %s: %s"
+                           % (what, address, exc.strerror or exc)) from None
+
+    def _ask_register(self, register: str) -> List[str]:
+        sock = self._open(register, "register", RegisterUnavailable, RegisterUnavailable)
         try:
             deadline = time.monotonic() + self.read_timeout
             try:
@@ -247,18 +252,7 @@ class PushTransport:
     # --- sockets ----------------------------------------------------------------------------
 
     def _connect(self, address: str) -> socket.socket:
-        try:
-            host, port = _split(address)
-        except ValueError as exc:
-            raise GatewayUnavailable(str(exc)) from None
-        try:
-            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
-        except socket.timeout:
-            raise GatewayTimeout("connect to gateway %s timed out after %gs"
-                                 % (address, self.connect_timeout)) from None
-        except OSError as exc:
-            raise GatewayUnavailable("cannot connect to gateway %s: %s"
-                                     % (address, exc.strerror or exc)) from None
+        sock = self._open(address, "gateway", GatewayTimeout, GatewayUnavailable)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover
