@@ -14,7 +14,6 @@ import random
 import select
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -22,8 +21,8 @@ import sys
 import time
 from typing import Dict, Iterable, List, Optional
 
-from _common import (BUILD, ROOT, BenchError, Procs, alive, fd_count, log, parse_result,
-                     wsload_cmd)
+from _common import (BUILD, ROOT, BenchError, Procs, alive, log, parse_result,
+                     stop_master, wsload_cmd)
 
 APP_DIR = os.path.join(ROOT, "bench", "apps", "cluster_bench")
 LAUNCHER = os.path.join(APP_DIR, "start.py")
@@ -182,20 +181,9 @@ class Cluster:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        m = self.master
-        if m is None:
+        if self.master is None:
             return
-        if m.poll() is None:
-            try:
-                os.kill(m.pid, signal.SIGINT)
-                m.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log("cluster: master did not stop in %.0f s, killing its group" % timeout)
-        self.procs.kill_group(m, signal.SIGKILL)
-        try:
-            m.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_master(self.procs, self.master, "cluster", timeout)
         self.master = None
         # the run dir (log, pid files) is removed after a clean run, kept for a look otherwise
         if self.log_has_traceback():
@@ -371,16 +359,3 @@ class Receivers:
             if c.poll() is None:
                 self.procs.kill_group(c)
 
-
-def settled_fd_count(pid: int, timeout: float = 10.0) -> int:
-    """The process's fd count once it has stopped changing for half a second."""
-    deadline = time.monotonic() + timeout
-    last, since = fd_count(pid), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        n = fd_count(pid)
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since >= 0.5:
-            break
-    return last

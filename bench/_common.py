@@ -173,6 +173,39 @@ def fd_count(pid: int) -> int:
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def settled_fd_count(pid: int, timeout: float = 10.0) -> int:
+    """The process's fd count once it has stopped changing for half a second."""
+    deadline = time.monotonic() + timeout
+    last, since = fd_count(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = fd_count(pid)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= 0.5:
+            break
+    return last
+
+
+def stop_master(procs: "Procs", m: Optional[subprocess.Popen], what: str,
+                timeout: float = 10.0) -> None:
+    """Stop a launcher master as Ctrl+C would (SIGINT, its own stop), then SIGKILL its process
+    group for whatever is left (children share the group)."""
+    if m is None:
+        return
+    if m.poll() is None:
+        try:
+            os.kill(m.pid, signal.SIGINT)
+            m.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log("%s: master did not stop in %.0f s, killing its group" % (what, timeout))
+    procs.kill_group(m, signal.SIGKILL)
+    try:
+        m.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def children_of(pid: int) -> List[int]:
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -302,20 +335,7 @@ class EchoServer:
             raise BenchError("the serving process died; see %s" % self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
-        m = self.master
-        if m is None:
-            return
-        if m.poll() is None:
-            try:
-                os.kill(m.pid, signal.SIGINT)
-                m.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log("server: master did not stop in %.0f s, killing its group" % timeout)
-        self.procs.kill_group(m, signal.SIGKILL)   # the child (same group), whatever is left
-        try:
-            m.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_master(self.procs, self.master, "server", timeout)
         self.master = None
 
 

@@ -39,8 +39,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _cluster import Cluster, Receivers, WsClient, settled_fd_count  # noqa: E402
-from _common import (BenchError, CoreNoise, Procs, build_wsload, cpu_seconds, fmt,  # noqa: E402
+from _cluster import Cluster, Receivers, WsClient  # noqa: E402
+from _common import (settled_fd_count, BenchError, CoreNoise, Procs, build_wsload, cpu_seconds, fmt,  # noqa: E402
                      log, main_wrapper, median, time_budget)
 
 TARGET_US = 6.0

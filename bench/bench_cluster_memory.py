@@ -30,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _cluster import Cluster, Receivers, settled_fd_count  # noqa: E402
-from _common import (BenchError, Procs, build_wsload, log, main_wrapper,  # noqa: E402
+from _cluster import Cluster, Receivers  # noqa: E402
+from _common import (settled_fd_count, BenchError, Procs, build_wsload, log, main_wrapper,  # noqa: E402
                      median, rss_kb, run_wsload, time_budget)
 
 TARGET_BYTES = 3072

@@ -24,8 +24,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (BenchError, EchoServer, Procs, build_wsload, fd_count, log,  # noqa: E402
-                     main_wrapper, median, parse_result, rss_kb, run_wsload, time_budget,
-                     wsload_cmd)
+                     main_wrapper, median, parse_result, rss_kb, run_wsload,
+                     settled_fd_count, time_budget, wsload_cmd)
 
 TARGET_BYTES = 2048
 
@@ -49,19 +49,6 @@ def wait_ready(clients, timeout: float) -> None:
                 raise BenchError("an idle client exited (%s) before it was ready:\n%s"
                                  % (c.returncode, c.stderr.read()[-2000:]))
 
-
-def settled_fd_count(pid: int, timeout: float = 10.0) -> int:
-    """The process's fd count once it has stopped changing for half a second."""
-    deadline = time.monotonic() + timeout
-    last, since = fd_count(pid), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        n = fd_count(pid)
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since >= 0.5:
-            break
-    return last
 
 
 def one_run(args, procs: Procs) -> dict:
