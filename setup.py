@@ -1,8 +1,14 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'VERSION = "([^"]+)"',
+                    (Path(__file__).parent / "gwgevent" / "_version.py").read_text()).group(1)
 
 setup(
     name="gwgevent",
-    version="0.1.0",
+    version=VERSION,
     description="GatewayWorker (PHP) rebuilt on gevent: Register, Gateway and BusinessWorker "
     "roles, wire-compatible with GatewayWorker 4.x",
     packages=find_packages(include=["gwgevent", "gwgevent.*"]),

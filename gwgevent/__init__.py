@@ -11,9 +11,8 @@ from .arbiter import run_all
 from .connection import TcpConnection
 from .context import context
 from .timer import Timer
+from ._version import VERSION as __version__
 from .worker import Worker
-
-__version__ = "0.1.0"
 
 runAll = run_all
 

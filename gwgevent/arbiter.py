@@ -17,11 +17,11 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import child as child_mod
+from ._version import VERSION
 from .log import get_logger, setup_logging
 
 log = get_logger("master")
 
-VERSION = "0.1.0"
 STOP_TIMEOUT = 2.0
 RELOAD_KILL_TIMEOUT = 2.0
 CRASH_WINDOW = 10.0

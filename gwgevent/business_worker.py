@@ -18,13 +18,15 @@ from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
 from . import api as _api
+from ._version import VERSION
 from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.client_id import encode_client_id
 from .codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
                                      CMD_SET_SESSION, CMD_WORKER_CONNECT, FLAG_BODY_IS_SCALAR,
-                                     encode as encode_packet, long2ip)
+                                     encode as encode_packet, hello_packet, long2ip,
+                                     parse_hello)
 from .codec.phpjson import json_encode
 from .codec.phpserialize import PhpSerializeError, dumps, loads
 from .connection import STATUS_ESTABLISHED, flush_pending
@@ -48,6 +50,7 @@ _CAMEL = {"on_connect": "onConnect", "on_message": "onMessage", "on_close": "onC
           "on_websocket_connect": "onWebSocketConnect", "on_worker_start": "onWorkerStart",
           "on_worker_stop": "onWorkerStop", "on_worker_reload": "onWorkerReload"}
 _FROM_EVENT = object()   # context.old_session marker: "as decoded from the event"
+_HELLO = hello_packet(VERSION)
 
 
 class WorkerTransport(PushTransport):
@@ -129,6 +132,9 @@ class BusinessWorker(Worker):
         self._session_crc: Dict[str, int] = {}
         self._gateway_cache: Dict[tuple, tuple] = {}
         self._transport: Optional[WorkerTransport] = None
+        #: gateway address -> gwgevent extensions it announced on the current link (a PHP
+        #: gateway announces nothing and gets nothing beyond GatewayWorker 4.x)
+        self.gateway_features: Dict[str, frozenset] = {}
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -292,6 +298,7 @@ class BusinessWorker(Worker):
 
     def _gateway_closed(self, link: AsyncTcpConnection) -> None:
         address = link.address
+        self.gateway_features.pop(address, None)
         if self.stopping:
             return
         if address in self._addresses:
@@ -314,6 +321,8 @@ class BusinessWorker(Worker):
         for pkt in packets:
             cmd = pkt.cmd
             if cmd == CMD_PING:
+                if pkt.body:
+                    self._gateway_hello(link, pkt.body)
                 continue
             if cmd not in _EVENT_NAMES:
                 log.warning("worker: unknown command %d from gateway %s ignored", cmd,
@@ -331,6 +340,13 @@ class BusinessWorker(Worker):
             queues[cid] = deque((pkt,))
             ready.append(cid)
         self._pump()
+
+    def _gateway_hello(self, link: AsyncTcpConnection, body: bytes) -> None:
+        """A gwgevent gateway greeted us: remember what it understands and greet it back."""
+        features = parse_hello(body)
+        if features:
+            self.gateway_features[link.address] = features
+            link._write(_HELLO)
 
     def _gateway_info(self, ip: int, port: int) -> tuple:
         """(client_id prefix, lan ip, 'ip:port') of a gateway, computed once per gateway."""

@@ -19,7 +19,9 @@ from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
-                                     CMD_WORKER_CONNECT, encode as encode_packet)
+                                     CMD_WORKER_CONNECT, encode as encode_packet, hello_packet,
+                                     parse_hello)
+from ._version import VERSION
 from .codec.phpjson import json_decode
 from .connection import TcpConnection
 from .gateway_core import GatewayCore
@@ -38,6 +40,7 @@ ROUTER_RANDOM = 2
 REGISTER_PING_INTERVAL = 25.0
 WORKER_PING_INTERVAL = 25.0
 _DROPPED = "\0dropped"
+_HELLO = hello_packet(VERSION)
 
 
 class ClientConnection(TcpConnection):
@@ -49,11 +52,13 @@ class ClientConnection(TcpConnection):
 class _Link:
     """State of one inner-port connection (a BusinessWorker or a push client)."""
 
-    __slots__ = ("authorized", "worker_key")
+    __slots__ = ("authorized", "worker_key", "features")
 
     def __init__(self, authorized: bool) -> None:
         self.authorized = authorized
         self.worker_key = ""
+        #: gwgevent extensions the peer announced in its hello (empty for a PHP worker)
+        self.features: frozenset = frozenset()
 
 
 class _InnerServer(Worker):
@@ -415,6 +420,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 link.destroy()
                 return
             elif cmd == CMD_PING:
+                if pkt.body:
+                    state.features = parse_hello(pkt.body)
                 continue
             else:
                 handle(pkt, reply)
@@ -456,6 +463,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         link.max_send_buffer_size = self.send_to_worker_buffer_size
         self.worker_conns[key] = link
         self._lc[key] = 0
+        link._write(_HELLO)     # a gwgevent worker answers with its features; PHP ignores it
         if self.on_business_worker_connected is not None:
             self._call_user(self.on_business_worker_connected, link)
         if self._held:

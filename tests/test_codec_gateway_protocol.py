@@ -243,3 +243,17 @@ def test_packet_object():
     assert 'CMD_ON_MESSAGE' in repr(p)
     assert gp.command_name(99) == 'CMD_UNKNOWN(99)'
     assert decode(p.encode()) == p
+
+
+def test_gwgevent_hello_round_trip():
+    """The hello is a CMD_PING whose body lists features; a plain PHP ping has none."""
+    pkt = gp.decode(gp.hello_packet('9.9.9'))
+    assert pkt.cmd == gp.CMD_PING and pkt.flag == FLAG_BODY_IS_SCALAR
+    assert gp.parse_hello(pkt.body) == gp.FEATURES
+    assert gp.parse_hello(b'') == frozenset()
+    assert gp.parse_hello(b'{"gwgevent": 1, "features": "binary"}') == frozenset()
+    assert gp.parse_hello(b'{"gwgevent": [') == frozenset()
+    # extension codes and flag bits stay clear of PHP's
+    assert gp.CMD_CLOSE_DONE not in gp.COMMAND_NAMES
+    assert gp.command_name(gp.CMD_CLOSE_DONE) == 'CMD_CLOSE_DONE'
+    assert not (gp.FLAG_BINARY | gp.FLAG_CLOSE_ACK) & (FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE)

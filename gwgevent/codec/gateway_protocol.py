@@ -17,7 +17,8 @@ from .phpserialize import php_string
 __all__ = [
     'HEAD_LEN', 'HEADER', 'FLAG_BODY_IS_SCALAR', 'FLAG_NOT_CALL_ENCODE', 'COMMAND_NAMES',
     'GatewayPacket', 'PacketTooLarge', 'encode', 'decode', 'input_length', 'split_packets',
-    'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire',
+    'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire', 'FLAG_BINARY',
+    'FLAG_CLOSE_ACK', 'CMD_CLOSE_DONE', 'FEATURES', 'hello_packet', 'parse_hello',
 ]
 
 CMD_ON_CONNECT = 1
@@ -54,8 +55,25 @@ CMD_ON_WEBSOCKET_CONNECT = 205
 COMMAND_NAMES = {v: k for k, v in sorted(globals().items(), key=lambda kv: str(kv[1]).zfill(3))
                  if k.startswith('CMD_') and isinstance(v, int)}
 
+# gwgevent extensions (codes GatewayWorker leaves unused). They are only ever sent to a peer
+# that announced itself as gwgevent with a hello (see `hello_packet`), so PHP peers never see
+# them; COMMAND_NAMES keeps to the PHP set.
+# X->G: a worker finished a client's CMD_ON_CLOSE that carried FLAG_CLOSE_ACK.
+CMD_CLOSE_DONE = 210
+# reserved for the zero-loss reload handshake (worker drain): 211, 212
+EXTENSION_NAMES = {CMD_CLOSE_DONE: "CMD_CLOSE_DONE"}
+
 FLAG_BODY_IS_SCALAR = 1
 FLAG_NOT_CALL_ENCODE = 2
+# gwgevent flag bits. PHP's GatewayProtocol::decode and Gateway::onWorkerMessage test only their
+# own two bits, so a PHP peer ignores these and behaves as upstream.
+#: G->W CMD_ON_MESSAGE: the client sent a binary websocket frame (on_message gets bytes);
+#: X->G sends: the body is bytes, send it as a binary frame (a str body carries no type bit and
+#: goes out with the connection's websocket_type, text by default, as PHP does)
+FLAG_BINARY = 4
+#: G->W CMD_ON_CLOSE: the gateway holds the client's close until the worker answers
+#: CMD_CLOSE_DONE, so replies to the client's earlier messages leave before the close frame
+FLAG_CLOSE_ACK = 8
 
 HEAD_LEN = 28
 HEADER = struct.Struct('>IBIHIHIBHI')
@@ -66,7 +84,7 @@ _SCALAR_TYPES = (bytes, str, int, float, bool)
 
 
 def command_name(cmd: int) -> str:
-    return COMMAND_NAMES.get(cmd, 'CMD_UNKNOWN(%s)' % cmd)
+    return COMMAND_NAMES.get(cmd) or EXTENSION_NAMES.get(cmd, 'CMD_UNKNOWN(%s)' % cmd)
 
 
 class PacketTooLarge(ValueError):
@@ -265,6 +283,39 @@ def split_decode(buf: bytes, max_size: int):
     if pos == 0:
         return out, buf
     return out, buf[pos:]
+
+
+#: what this gwgevent peer understands beyond GatewayWorker 4.x (announced in the hello)
+FEATURES = frozenset(("binary", "close_ack", "drain"))
+_HELLO_KEY = b'"gwgevent"'
+
+
+def hello_packet(version: str, features=FEATURES) -> bytes:
+    """The gwgevent hello: a CMD_PING whose body is `{"gwgevent": version, "features": [...]}`.
+
+    A gateway sends it to each worker right after accepting its CMD_WORKER_CONNECT; a gwgevent
+    worker answers with its own. PHP's BusinessWorker returns on CMD_PING before looking at the
+    body, and a PHP gateway never receives one (the worker only answers a gateway that greeted
+    it), so mixed PHP/Python clusters see plain GatewayWorker traffic.
+    """
+    import json
+    body = json.dumps({"gwgevent": version, "features": sorted(features)},
+                      separators=(",", ":")).encode()
+    return encode(CMD_PING, body)
+
+
+def parse_hello(body: bytes) -> frozenset:
+    """Features a peer announced in a hello body; empty for a plain ping or anything else."""
+    if not body or _HELLO_KEY not in body:
+        return frozenset()
+    import json
+    try:
+        data = json.loads(body)
+        feats = data.get("features") if isinstance(data, dict) else None
+        return frozenset(f for f in feats if isinstance(f, str)) if isinstance(feats, list) \
+            else frozenset()
+    except (ValueError, TypeError):
+        return frozenset()
 
 
 @functools.lru_cache(maxsize=4096)
