@@ -235,6 +235,15 @@ def _ext(value: Any) -> bytes:
     return php_string(value)
 
 
+def _send_flag(message: Any, raw: bool) -> int:
+    """Flag bits of a message for clients: raw (FLAG_NOT_CALL_ENCODE), and FLAG_BINARY for
+    bytes, which a gwgevent gateway sends as a binary websocket frame (a str goes out as the
+    client connection's websocket_type, text by default; PHP gateways ignore the bit)."""
+    if raw:
+        return gp.FLAG_NOT_CALL_ENCODE     # sent as is: no framing to choose
+    return gp.FLAG_BINARY if isinstance(message, (bytes, bytearray, memoryview)) else 0
+
+
 def _json(value: Any) -> bytes:
     out = json_encode(value)
     return out.encode("utf-8") if isinstance(out, str) else bytes(out)
@@ -328,7 +337,10 @@ class GatewayApi:
             if decoded is None:
                 return False
             address, connection_id = decoded
-        flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
+        if cmd == gp.CMD_SEND_TO_ONE or cmd == gp.CMD_KICK:
+            flag = _send_flag(message, raw)
+        else:   # session writes and the like: no message for a client
+            flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
         if ext_data == "" and message.__class__ is str:
             # the hot shape (a text message to one client): straight to the header packer
             body = message.encode()
@@ -427,7 +439,7 @@ class GatewayApi:
     def send_to_all(self, message: Any, client_ids: Any = None, exclude: Any = None,
                     raw: bool = False) -> None:
         """Broadcast to every client, or only to ``client_ids``, minus ``exclude``."""
-        flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
+        flag = _send_flag(message, raw)
         if not php_empty(exclude):
             exclude = list(exclude) if isinstance(exclude, (list, tuple, set, frozenset)) else (
                 list(exclude.values()) if isinstance(exclude, dict) else [exclude])
@@ -462,7 +474,7 @@ class GatewayApi:
         return self._send_cmd(None, gp.CMD_SEND_TO_ONE, message, "", raw)
 
     def send_to_uid(self, uid: Any, message: Any, raw: bool = False) -> None:
-        flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
+        flag = _send_flag(message, raw)
         ext = _json(_as_list(uid))
         self.transport.send_all(self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext))
         return None
@@ -471,7 +483,7 @@ class GatewayApi:
         """Send to the members of one or several groups; returns False for an empty group id."""
         if not self._valid_group(group):
             return False
-        flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
+        flag = _send_flag(message, raw)
         groups = _as_list(group)
         default_ext = _json({"group": groups, "exclude": None})
         if php_empty(exclude):

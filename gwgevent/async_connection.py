@@ -30,10 +30,13 @@ class LinkEvents:
     send_fail = 0
 
     def __init__(self, on_connect: Optional[Callable] = None, on_message: Optional[Callable] = None,
-                 on_close: Optional[Callable] = None) -> None:
+                 on_close: Optional[Callable] = None,
+                 on_buffer_drain: Optional[Callable] = None) -> None:
         self.on_connect = on_connect
         self.on_message = on_message
         self.on_close = on_close
+        #: the send buffer went from full (max_send_buffer_size reached) to empty
+        self.on_buffer_drain = on_buffer_drain
 
     def _deliver(self, conn: Any, msgs: list) -> None:
         cb = self.on_message
@@ -51,11 +54,15 @@ class LinkEvents:
         if self.on_connect is not None:
             self.on_connect(conn)
 
+    def _hold_close(self, conn: Any, out: Any) -> bool:
+        return False
+
     def _buffer_full(self, conn: Any) -> None:
         pass
 
     def _buffer_drain(self, conn: Any) -> None:
-        pass
+        if self.on_buffer_drain is not None:
+            self.on_buffer_drain(conn)
 
 
 class AsyncTcpConnection(TcpConnection):

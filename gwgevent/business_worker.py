@@ -17,6 +17,8 @@ import zlib
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
+from greenlet import getcurrent
+
 from . import api as _api
 from ._version import VERSION
 from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
@@ -24,14 +26,15 @@ from .codec import register_lines
 from .codec.client_id import encode_client_id
 from .codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
-                                     CMD_SET_SESSION, CMD_WORKER_CONNECT, FLAG_BODY_IS_SCALAR,
-                                     encode as encode_packet, hello_packet, long2ip,
-                                     parse_hello)
+                                     CMD_SET_SESSION, CMD_WORKER_CONNECT, CMD_CLOSE_DONE,
+                                     FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_CLOSE_ACK,
+                                     encode as encode_packet, hello_max_package_size,
+                                     hello_packet, long2ip, parse_hello)
 from .codec.phpjson import json_encode
 from .codec.phpserialize import PhpSerializeError, dumps, loads
 from .connection import STATUS_ESTABLISHED, flush_pending
 from .context import Context, bind, unbind
-from .links import GatewayLinkCodec
+from .links import LINK_HEADROOM, GatewayLinkCodec
 from .log import get_logger, log_once
 from .protocols import get_codec_class
 from .push_client import PushTransport
@@ -43,6 +46,8 @@ __all__ = ["BusinessWorker"]
 log = get_logger("business_worker")
 
 REGISTER_PING_INTERVAL = 25.0
+#: a handler waiting this long for a gateway to read is worth a log line
+BACKPRESSURE_LOG_AFTER = 5.0
 GATEWAY_RETRY_DELAY = 1.0
 _EVENT_NAMES = {CMD_ON_CONNECT: "on_connect", CMD_ON_MESSAGE: "on_message",
                 CMD_ON_CLOSE: "on_close", CMD_ON_WEBSOCKET_CONNECT: "on_websocket_connect"}
@@ -71,14 +76,24 @@ class WorkerTransport(PushTransport):
         return link is not None and link._status == STATUS_ESTABLISHED
 
     def send(self, address: str, packet: bytes) -> bool:
-        link = self.bw.gateway_links.get(address)
+        """Queue a command on the link to `address`. Nothing is dropped for a full buffer:
+        the calling handler waits until the gateway has read what is queued (back-pressure).
+        False, with a log line, when the link is gone or the gateway could never take it."""
+        bw = self.bw
+        link = bw.gateway_links.get(address)
         if link is None or link._status != STATUS_ESTABLISHED:
             return False
-        if link._out_size >= self.bw.send_to_gateway_buffer_size:
-            log_once(log, "gw-buffer-" + address, "worker: send buffer to gateway %s is full "
-                     "(%d bytes); command dropped", address, link._out_size, interval=5.0)
+        limit = bw.gateway_packet_limit.get(address)
+        if limit and len(packet) > limit:
+            log_once(log, "gw-too-big-" + address, "worker %s #%d: a command of %d bytes is "
+                     "larger than gateway %s accepts (%d bytes, its max_package_size plus "
+                     "headers); not sent", bw.name, bw.id, len(packet), address, limit,
+                     interval=10.0)
             return False
-        return link._write(packet)
+        if link._out_size >= bw.send_to_gateway_buffer_size and \
+                not bw._wait_for_link(address, link):
+            return False
+        return link._write(packet, force=True)
 
     def send_all(self, packet: bytes) -> None:
         for address in self.addresses():
@@ -135,6 +150,9 @@ class BusinessWorker(Worker):
         #: gateway address -> gwgevent extensions it announced on the current link (a PHP
         #: gateway announces nothing and gets nothing beyond GatewayWorker 4.x)
         self.gateway_features: Dict[str, frozenset] = {}
+        #: gateway address -> largest packet its inner port accepts (from its hello)
+        self.gateway_packet_limit: Dict[str, int] = {}
+        self._link_waiters: Dict[str, Any] = {}   # address -> gevent Event set on drain
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -290,15 +308,21 @@ class BusinessWorker(Worker):
         # CMD_WORKER_CONNECT is the first packet of every (re)connection
         events = LinkEvents(on_connect=lambda c: c._write(hello, force=True),
                             on_message=self._on_gateway_packets,
-                            on_close=self._gateway_closed)
+                            on_close=self._gateway_closed,
+                            on_buffer_drain=lambda c: self._wake_link_waiters(c.address))
         link = AsyncTcpConnection(events, host, int(port), GatewayLinkCodec)
         link.max_send_buffer_size = self.send_to_gateway_buffer_size
+        # a PHP gateway's events: its 10 MB client limit plus header and session; a gwgevent
+        # gateway says its own limit in its hello
+        link.max_package_size = link.max_package_size + LINK_HEADROOM
         self.gateway_links[address] = link
         link.connect()
 
     def _gateway_closed(self, link: AsyncTcpConnection) -> None:
         address = link.address
         self.gateway_features.pop(address, None)
+        self.gateway_packet_limit.pop(address, None)
+        self._wake_link_waiters(address)
         if self.stopping:
             return
         if address in self._addresses:
@@ -346,7 +370,42 @@ class BusinessWorker(Worker):
         features = parse_hello(body)
         if features:
             self.gateway_features[link.address] = features
+            limit = hello_max_package_size(body)
+            if limit:
+                self.gateway_packet_limit[link.address] = limit
+                link.max_package_size = max(link.max_package_size, limit)
             link._write(_HELLO)
+
+    # ------------------------------------------------------------ back-pressure
+    def _wait_for_link(self, address: str, link: AsyncTcpConnection) -> bool:
+        """Park the calling handler until the link to `address` has drained its send buffer.
+        True when it may write now, False (logged) when the link went away meanwhile. On the
+        loop itself (no handler to park) the command is queued over the limit instead."""
+        import gevent.event
+        if getcurrent() is self._hub:
+            log_once(log, "gw-over-" + address, "worker %s #%d: send buffer to gateway %s is "
+                     "over its limit (%d bytes) outside a handler; queued anyway", self.name,
+                     self.id, address, link._out_size, interval=10.0)
+            return True
+        while link._out_size >= self.send_to_gateway_buffer_size:
+            if link._status != STATUS_ESTABLISHED or self.gateway_links.get(address) is not link:
+                log.warning("worker %s #%d: link to gateway %s closed while a handler waited "
+                            "to send; that command was not delivered", self.name, self.id,
+                            address)
+                return False
+            event = self._link_waiters.get(address)
+            if event is None:
+                event = self._link_waiters[address] = gevent.event.Event()
+            if not event.wait(BACKPRESSURE_LOG_AFTER):
+                log_once(log, "gw-wait-" + address, "worker %s #%d: gateway %s is not reading "
+                         "(%d bytes queued for it); handlers that send to it are waiting",
+                         self.name, self.id, address, link._out_size, interval=10.0)
+        return True
+
+    def _wake_link_waiters(self, address: str) -> None:
+        event = self._link_waiters.pop(address, None)
+        if event is not None:
+            event.set()
 
     def _gateway_info(self, ip: int, port: int) -> tuple:
         """(client_id prefix, lan ip, 'ip:port') of a gateway, computed once per gateway."""
@@ -425,6 +484,11 @@ class BusinessWorker(Worker):
         ctx.session_raw = raw
         name = _EVENT_NAMES[cmd]
         fn = self._handlers.get(name)
+        if cmd == CMD_ON_CLOSE and pkt.flag & FLAG_CLOSE_ACK:
+            # every earlier event of this client is handled and its sends are queued on this
+            # link: the gateway may now write the client's close frame behind them
+            self._transport.send(gw[2], encode_packet(CMD_CLOSE_DONE, b"",
+                                                      connection_id=pkt.connection_id))
         bind(ctx)
         try:
             if fn is not None:
@@ -445,9 +509,12 @@ class BusinessWorker(Worker):
         self._write_back(ctx)
 
     def _message(self, pkt: Any) -> Any:
-        if not pkt.flag & FLAG_BODY_IS_SCALAR:
+        flag = pkt.flag
+        if not flag & FLAG_BODY_IS_SCALAR:
             return pkt.body_value()      # an array from a custom protocol's decode()
         body = pkt.body
+        if flag & FLAG_BINARY:
+            return body                  # a binary websocket frame (gwgevent gateway)
         mode = self.message_type
         if mode == "bytes":
             return body

@@ -144,8 +144,10 @@ class TcpConnection:
         out = codec.out
         if out:
             codec.out = ()
-            for chunk in out:
-                self._write(chunk, force=True)
+            if not codec.closing:
+                for chunk in out:
+                    self._write(chunk, force=True)
+                out = ()
         handshake = codec.handshake
         if handshake is not None:
             codec.handshake = None
@@ -153,15 +155,24 @@ class TcpConnection:
         if msgs and self._status == STATUS_ESTABLISHED:
             self.worker._deliver(self, msgs)
         closing = codec.closing
-        if closing:
-            if codec.error:
-                log.info("closing connection %s from %s:%s: %s", self.id, self.remote_ip,
-                         self.remote_port, codec.error)
-                codec.error = None
-            if closing == CODEC_DESTROY:
-                self.destroy()
-            else:
-                self._close_after_flush()
+        if not closing:
+            return
+        if codec.error:
+            log.info("closing connection %s from %s:%s: %s", self.id, self.remote_ip,
+                     self.remote_port, codec.error)
+            codec.error = None
+        if closing == CODEC_CLOSE and self._status == STATUS_ESTABLISHED:
+            if self.worker._hold_close(self, out):
+                # the owner writes `out` and closes later, after replies it is still waiting
+                # for (the Gateway: the worker's answers to this client's earlier messages)
+                codec.closing = 0
+                return
+            for chunk in out:
+                self._write(chunk, force=True)
+        if closing == CODEC_DESTROY:
+            self.destroy()
+        else:
+            self._close_after_flush()
 
     def pause_recv(self) -> None:
         """Stop reading (backpressure); the kernel buffer then throttles the peer."""
@@ -186,6 +197,16 @@ class TcpConnection:
                 return None
         elif type(data) is str:
             data = data.encode()
+        return self._write(data)
+
+    def send_binary(self, data: Any) -> Optional[bool]:
+        """Like send(), framed as a binary message where the protocol has message types
+        (websocket); other protocols frame it as any message."""
+        if self._status >= STATUS_CLOSING:
+            return False
+        data = self.codec.encode_binary(data)
+        if not data:
+            return None
         return self._write(data)
 
     def _write(self, data: bytes, force: bool = False) -> bool:
@@ -253,7 +274,7 @@ class TcpConnection:
             self._full = False
             self.worker._buffer_drain(self)
         if self._status == STATUS_CLOSING:
-            self.destroy()
+            self.destroy(linger=True)
 
     @property
     def send_buffer_size(self) -> int:
@@ -275,16 +296,21 @@ class TcpConnection:
         self._close_after_flush()
 
     def _close_after_flush(self) -> None:
+        """Stop reading, send what is queued (nothing more), then close in an orderly way:
+        half-close and let the peer finish (see `linger_close`)."""
         if self._status >= STATUS_CLOSING:
             return
         self._status = STATUS_CLOSING
         if self._rw is not None:
             self._rw.stop()
         if self._out is None:
-            self.destroy()
+            self.destroy(linger=True)
 
-    def destroy(self) -> None:
-        """Close now; queued data is discarded. on_close fires exactly once."""
+    def destroy(self, linger: bool = False) -> None:
+        """Close now; queued data is discarded. on_close fires exactly once. With `linger`
+        (an orderly close whose data is all written) the socket is half-closed and drained
+        in the background instead of closed with unread input, which would make the kernel
+        answer with a reset that can destroy our last frames before the peer reads them."""
         if self._status == STATUS_CLOSED:
             return
         self._status = STATUS_CLOSED
@@ -298,10 +324,13 @@ class TcpConnection:
             self._ww = None
         self._out = None
         self._out_size = 0
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        if linger:
+            linger_close(self.sock)
+        else:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
         self.worker._connection_closed(self)
 
     def _io_error(self, what: str, exc: OSError) -> None:
@@ -401,6 +430,81 @@ class TcpConnection:
     @websocketType.setter
     def websocketType(self, value: Any) -> None:
         self.websocket_type = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+
+
+#: how long a half-closed socket may take to send its EOF (or the rest of what it was sending)
+LINGER_TIMEOUT = 2.0
+#: sockets lingering at once; beyond it (a flood of closes) they are closed at once
+MAX_LINGERING = 4096
+_lingering: dict = {}          # fd -> (socket, io watcher, deadline)
+_linger_sweeper: Any = None
+
+
+def linger_close(sock: Any) -> None:
+    """Orderly close: shutdown(SHUT_WR) sends our FIN after everything written, then input is
+    read and discarded until the peer's EOF or LINGER_TIMEOUT, then the socket is closed.
+    Closing a socket that still has unread input makes the kernel send RST, and the peer may
+    then lose our close frame (Node's ws reports 1006 instead of the 1009 we sent)."""
+    import time
+    try:
+        sock.shutdown(_socket.SHUT_WR)
+        fd = sock.fileno()
+    except OSError:
+        _close_quietly(sock)
+        return
+    if len(_lingering) >= MAX_LINGERING or fd in _lingering:
+        _close_quietly(sock)
+        return
+    global _linger_sweeper
+    loop = get_hub().loop
+    watcher = loop.io(fd, _EV_READ)
+    _lingering[fd] = (sock, watcher, time.monotonic() + LINGER_TIMEOUT)
+    watcher.start(_linger_read, fd)
+    if _linger_sweeper is None:
+        _linger_sweeper = loop.timer(0.5, 0.5)
+        _linger_sweeper.start(_linger_sweep)
+
+
+def _linger_read(fd: int) -> None:
+    entry = _lingering.get(fd)
+    if entry is None:
+        return
+    sock = entry[0]
+    try:
+        while sock.recv(READ_SIZE):
+            pass
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        pass
+    _linger_end(fd)
+
+
+def _linger_end(fd: int) -> None:
+    sock, watcher, _ = _lingering.pop(fd)
+    watcher.stop()
+    watcher.close()
+    _close_quietly(sock)
+
+
+def _linger_sweep() -> None:
+    import time
+    global _linger_sweeper
+    now = time.monotonic()
+    for fd, (_, _, deadline) in list(_lingering.items()):
+        if now >= deadline:
+            _linger_end(fd)
+    if not _lingering and _linger_sweeper is not None:
+        _linger_sweeper.stop()
+        _linger_sweeper.close()
+        _linger_sweeper = None
+
+
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def make_stream_socket(fd: int, family: int, nodelay: bool = True) -> Any:

@@ -18,14 +18,14 @@ from . import api as _api
 from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
-                                     CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
-                                     CMD_WORKER_CONNECT, encode as encode_packet, hello_packet,
-                                     parse_hello)
+                                     CMD_CLOSE_DONE, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
+                                     CMD_PING, CMD_WORKER_CONNECT, FEATURES, FLAG_CLOSE_ACK,
+                                     encode as encode_packet, hello_packet, parse_hello)
 from ._version import VERSION
 from .codec.phpjson import json_decode
-from .connection import TcpConnection
+from .connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
-from .links import GatewayLinkCodec
+from .links import LINK_HEADROOM, GatewayLinkCodec
 from .log import get_logger, log_once
 from .protocols import get_codec_class
 from .timer import Timer
@@ -40,13 +40,19 @@ ROUTER_RANDOM = 2
 REGISTER_PING_INTERVAL = 25.0
 WORKER_PING_INTERVAL = 25.0
 _DROPPED = "\0dropped"
-_HELLO = hello_packet(VERSION)
+#: how long a client's close waits for its worker to confirm it handled the messages before it
+CLOSE_ACK_TIMEOUT = 5.0
+#: a worker link that stays full this long is worth a log line (its clients are paused)
+BACKPRESSURE_LOG_AFTER = 2.0
 
 
 class ClientConnection(TcpConnection):
-    """A client socket plus what the gateway keeps per client (session, uid, groups, ...)."""
+    """A client socket plus what the gateway keeps per client (session, uid, groups, ...).
 
-    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key")
+    `close_out` is None, or, while the gateway holds a protocol close back until the client's
+    worker has answered its earlier messages, the bytes the protocol wants to write last."""
+
+    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out")
 
 
 class _Link:
@@ -61,6 +67,16 @@ class _Link:
         self.features: frozenset = frozenset()
 
 
+class _Paused:
+    """Clients not read while one worker link's send buffer is full, and since when."""
+
+    __slots__ = ("since", "clients")
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.clients: List[ClientConnection] = []
+
+
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
 
@@ -69,7 +85,10 @@ class _InnerServer(Worker):
                          _register=False)
         self.gateway = gateway
         self.max_send_buffer_size = gateway.send_to_worker_buffer_size
-        self.max_package_size = 10485760
+        # a worker's commands carry client messages of up to the gateway's own limit (an echo
+        # of the largest message a client may send), plus header and session
+        self.max_package_size = max(int(gateway.max_package_size),
+                                    TcpConnection.default_max_package_size) + LINK_HEADROOM
         self.app_dir = gateway.app_dir
 
     def _resolve_codec(self) -> Any:
@@ -84,6 +103,9 @@ class _InnerServer(Worker):
     def _connection_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
         self.gateway._on_inner_close(conn)
+
+    def _buffer_drain(self, conn: TcpConnection) -> None:
+        self.gateway._worker_link_drained(conn)
 
 
 class _GatewayMeta(type):
@@ -155,6 +177,12 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self._deferred: List[tuple] = []
         self._register_links: List[AsyncTcpConnection] = []
         self._started_at = 0.0
+        self._hello = b""
+        #: worker link -> clients paused because that link's send buffer is full
+        self._paused_by_link: Dict[TcpConnection, _Paused] = {}
+        #: connection id -> (client, deadline) for closes waiting on CMD_CLOSE_DONE
+        self._closing: Dict[int, tuple] = {}
+        self._closing_timer = 0
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -166,6 +194,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.connections = self.core.connections     # one table, not two
         self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
         self.inner._hub = self._hub
+        self._hello = hello_packet(VERSION, FEATURES, self.inner.max_package_size)
         self.inner._start_accepting()
         self._connect_registers()
         if float(self.ping_interval or 0) > 0:
@@ -242,6 +271,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         conn.groups = None
         conn.ping_count = -1
         conn.worker_key = None
+        conn.close_out = None
         conn.max_send_buffer_size = self.send_to_client_buffer_size
         codec = conn.codec
         if hasattr(codec, "raw_text"):
@@ -268,7 +298,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
     def _connection_closed(self, conn: ClientConnection) -> None:
         core = self.core
         if core.connections.get(conn.id) is conn:
-            self._forward(conn, CMD_ON_CLOSE, b"")
+            if conn.close_out is None:
+                self._forward(conn, CMD_ON_CLOSE, b"")
+            else:
+                self._closing.pop(conn.id, None)   # its CMD_ON_CLOSE went out already
             key = conn.worker_key
             if key is not None and key in self._lc:
                 self._lc[key] -= 1
@@ -313,12 +346,80 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         if wc is None:
             self._hold(conn, packet)
             return
-        if wc._out_size >= self.send_to_worker_buffer_size:
-            log_once(log, "worker-buffer", "gateway: SendBufferToWorker fail. May be the send "
-                     "buffer are overflow (worker %s); dropped an event of client %s",
-                     conn.worker_key, conn.id, interval=5.0)
+        wc._write(packet, force=True)
+        if wc._full and conn._status == STATUS_ESTABLISHED:
+            self._pause_for(wc, conn)
+
+    # ------------------------------------------------------------ back-pressure
+    def _pause_for(self, link: TcpConnection, conn: ClientConnection) -> None:
+        """The worker link's send buffer is full: nothing is dropped (GatewayWorker drops the
+        event), instead this client is not read until the worker has taken what is queued,
+        so the client's own TCP window throttles it."""
+        paused = self._paused_by_link.get(link)
+        if paused is None:
+            paused = self._paused_by_link[link] = _Paused()
+        elif time.monotonic() - paused.since >= BACKPRESSURE_LOG_AFTER:
+            log_once(log, "worker-buffer", "gateway %s:%d: worker %s is not keeping up (%d "
+                     "bytes queued for it); pausing reads from its clients until it catches "
+                     "up", self.lan_ip, self.lan_port, link.context.worker_key, link._out_size,
+                     interval=10.0)
+        if not conn._paused:
+            conn.pause_recv()
+            paused.clients.append(conn)
+
+    def _worker_link_drained(self, link: TcpConnection) -> None:
+        paused = self._paused_by_link.pop(link, None)
+        if paused is not None:
+            for conn in paused.clients:
+                if conn._status == STATUS_ESTABLISHED and conn.close_out is None:
+                    conn.resume_recv()
+
+    # ------------------------------------------------------------ ordered closes
+    def _hold_close(self, conn: ClientConnection, out: Any) -> bool:
+        """The client's protocol wants to close (a close frame answered, a protocol error, an
+        oversize message) after writing `out`. The client's worker may still be answering the
+        messages it sent before: forward CMD_ON_CLOSE with FLAG_CLOSE_ACK now, in order behind
+        them, and write `out` and close when the worker says it got there (CMD_CLOSE_DONE),
+        so the replies leave before the close frame. Only with a gwgevent worker that
+        announced "close_ack"; otherwise the close goes out at once, as in GatewayWorker."""
+        wc = self.worker_conns.get(conn.worker_key) if conn.worker_key else None
+        if wc is None or "close_ack" not in wc.context.features or conn.id in self._held \
+                or self.core.connections.get(conn.id) is not conn:
+            return False
+        conn.pause_recv()
+        conn.close_out = list(out) if out else []
+        wc._write(self.core.encode_event(CMD_ON_CLOSE, conn, b"", FLAG_CLOSE_ACK), force=True)
+        self._closing[conn.id] = (conn, time.monotonic() + CLOSE_ACK_TIMEOUT)
+        if not self._closing_timer:
+            self._closing_timer = Timer.add(0.5, self._expire_closing)
+        return True
+
+    def _close_done(self, connection_id: int) -> None:
+        entry = self._closing.pop(connection_id, None)
+        if entry is not None:
+            self._finish_close(entry[0])
+
+    @staticmethod
+    def _finish_close(conn: ClientConnection) -> None:
+        if conn._status != STATUS_ESTABLISHED:
             return
-        wc._write(packet)
+        for chunk in conn.close_out or ():
+            conn._write(chunk, force=True)
+        conn._close_after_flush()
+
+    def _expire_closing(self) -> None:
+        now = time.monotonic()
+        for cid, (conn, deadline) in list(self._closing.items()):
+            if now >= deadline:
+                del self._closing[cid]
+                log_once(log, "close-ack", "gateway %s:%d: worker %s did not confirm the close "
+                         "of client %s within %.0f s; closing it anyway", self.lan_ip,
+                         self.lan_port, conn.worker_key, conn.id, CLOSE_ACK_TIMEOUT,
+                         interval=10.0)
+                self._finish_close(conn)
+        if not self._closing and self._closing_timer:
+            Timer.delete(self._closing_timer)
+            self._closing_timer = 0
 
     # ------------------------------------------------------------ holding while no worker
     def _hold(self, conn: ClientConnection, packet: bytes) -> None:
@@ -372,7 +473,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 self._held_total += len(packets)
                 continue
             for packet in packets:
-                wc._write(packet)
+                wc._write(packet, force=True)
             if conn._status >= 3 and conn.worker_key in self._lc:
                 # closed while held: its ON_CLOSE just went out, and _connection_closed had
                 # no worker to un-count it from
@@ -423,6 +524,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 if pkt.body:
                     state.features = parse_hello(pkt.body)
                 continue
+            elif cmd == CMD_CLOSE_DONE:
+                self._close_done(pkt.connection_id)
             else:
                 handle(pkt, reply)
             if link._status >= 3:
@@ -463,7 +566,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         link.max_send_buffer_size = self.send_to_worker_buffer_size
         self.worker_conns[key] = link
         self._lc[key] = 0
-        link._write(_HELLO)     # a gwgevent worker answers with its features; PHP ignores it
+        link._write(self._hello)   # a gwgevent worker answers with its features; PHP ignores it
         if self.on_business_worker_connected is not None:
             self._call_user(self.on_business_worker_connected, link)
         if self._held:
@@ -472,6 +575,12 @@ class Gateway(Worker, metaclass=_GatewayMeta):
     def _on_inner_close(self, link: TcpConnection) -> None:
         state: _Link = link.context
         key = state.worker_key if state is not None else ""
+        self._worker_link_drained(link)      # its paused clients go on (re-routed)
+        if key:
+            for cid, (conn, _) in list(self._closing.items()):
+                if conn.worker_key == key:   # nobody will confirm these closes now
+                    del self._closing[cid]
+                    self._finish_close(conn)
         if key and self.worker_conns.get(key) is link:
             del self.worker_conns[key]
             self._lc.pop(key, None)

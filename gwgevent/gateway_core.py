@@ -26,8 +26,8 @@ import logging
 import struct
 
 from .codec import gateway_protocol as gp
-from .codec.gateway_protocol import (FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE, HEAD_LEN,
-                                     command_name, ip2long)
+from .codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
+                                     HEAD_LEN, command_name, ip2long)
 from .codec.phpjson import json_decode
 from .codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
 
@@ -199,22 +199,26 @@ class GatewayCore:
         self._headers[conn.id] = h
         return h
 
-    def encode_event(self, cmd: int, conn, body=b'') -> bytes:
+    def encode_event(self, cmd: int, conn, body=b'', flag: int = 0) -> bytes:
         """G->W event packet for this client: full header, ext_data = conn.session, body
         as GatewayProtocol::encode (bytes/str/scalars raw with flag 1, arrays serialized
-        with flag 0 - e.g. the CMD_ON_WEBSOCKET_CONNECT {get, server, cookie} array)."""
+        with flag 0 - e.g. the CMD_ON_WEBSOCKET_CONNECT {get, server, cookie} array). A
+        memoryview body is a binary websocket message (the codec's raw mode): it travels as
+        bytes with FLAG_BINARY added. `flag` adds bits (FLAG_CLOSE_ACK)."""
         h = self._headers.get(conn.id)
         if h is None:
             h = self.header_for(conn)
         ext = conn.session or b''
         t = body.__class__
         if t is bytes:
-            flag = FLAG_BODY_IS_SCALAR
+            flag |= FLAG_BODY_IS_SCALAR
+        elif t is memoryview:
+            flag |= FLAG_BODY_IS_SCALAR | FLAG_BINARY
         elif t is str:
             body = body.encode('utf-8')
-            flag = FLAG_BODY_IS_SCALAR
+            flag |= FLAG_BODY_IS_SCALAR
         else:
-            body, flag = gp.body_wire(body, 0)
+            body, flag = gp.body_wire(body, flag)
         n_ext = len(ext)
         if n_ext:
             return b''.join((_EVENT.pack(HEAD_LEN + n_ext + len(body), cmd, h, flag,
@@ -279,24 +283,35 @@ class GatewayCore:
 
     @staticmethod
     def _body(pkt):
-        """(body, raw) for a client send: scalar bodies as bytes, others unserialized."""
+        """(body, raw, binary) for a client send: scalar bodies as bytes, others
+        unserialized; binary when a gwgevent worker sent bytes (FLAG_BINARY)."""
         flag = pkt.flag
-        body = pkt.body if flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
-        return body, bool(flag & FLAG_NOT_CALL_ENCODE)
+        if flag & FLAG_BODY_IS_SCALAR:
+            return pkt.body, bool(flag & FLAG_NOT_CALL_ENCODE), bool(flag & FLAG_BINARY)
+        return pkt.body_value(), bool(flag & FLAG_NOT_CALL_ENCODE), False
 
     @staticmethod
-    def send_many(targets, body, raw=False) -> None:
+    def send_one(conn, body, raw=False, binary=False) -> None:
+        """Send to one client: as is (raw), as a binary message, or with the connection's
+        own framing (its websocket_type for websocket, text by default)."""
+        if binary and not raw:
+            conn.send_binary(body)
+        else:
+            conn.send(body, raw)
+
+    @staticmethod
+    def send_many(targets, body, raw=False, binary=False) -> None:
         """Send one message to many clients. Raw: as is. Otherwise the message is encoded
         once per distinct (codec class, websocket_type) and the frame sent raw to every
         target; a codec that is not ready for pre-encoded frames (``handshake_done`` false,
         or a gwgevent websocket codec whose state is not OPEN: before its handshake or after
-        its close frame) gets a normal send(body) so it can queue or drop it itself."""
+        its close frame) gets a normal send so it can queue or drop it itself."""
         if raw:
             for c in targets:
                 c.send(body, True)
             return
         if len(targets) == 1:
-            targets[0].send(body)
+            GatewayCore.send_one(targets[0], body, False, binary)
             return
         cache = {}
         preds = _READY
@@ -310,12 +325,14 @@ class GatewayCore:
             if ready is None:
                 ready = preds[cls] = _ready_predicate(cls)
             if not ready(codec):
-                c.send(body)  # e.g. websocket before its handshake: the codec queues it
+                # e.g. websocket before its handshake: the codec queues it
+                GatewayCore.send_one(c, body, False, binary)
                 continue
-            key = (codec.__class__, getattr(c, 'websocket_type', None))
+            key = (codec.__class__, None if binary else getattr(c, 'websocket_type', None))
             frame = cache.get(key)
             if frame is None:
-                frame = cache[key] = codec.encode(body)
+                frame = cache[key] = codec.encode_binary(body) if binary else \
+                    codec.encode(body)
             if frame:
                 c.send(frame, True)
 
@@ -324,11 +341,11 @@ class GatewayCore:
     def _send_to_one(self, pkt, reply):
         conn = self.connections.get(pkt.connection_id)
         if conn is not None:
-            body, raw = self._body(pkt)
-            conn.send(body, raw)
+            body, raw, binary = self._body(pkt)
+            self.send_one(conn, body, raw, binary)
 
     def _send_to_all(self, pkt, reply):
-        body, raw = self._body(pkt)
+        body, raw, binary = self._body(pkt)
         ext = pkt.ext_data
         data = None
         if ext and ext != b'0':
@@ -353,10 +370,10 @@ class GatewayCore:
             else:
                 targets = list(self.connections.values())
         if targets:
-            self.send_many(targets, body, raw)
+            self.send_many(targets, body, raw, binary)
 
     def _send_to_uid(self, pkt, reply):
-        body, raw = self._body(pkt)
+        body, raw, binary = self._body(pkt)
         uids = self._json(pkt)
         targets = []
         index = self.uid_index
@@ -368,10 +385,10 @@ class GatewayCore:
             if m:
                 targets.extend(m.values())
         if targets:
-            self.send_many(targets, body, raw)
+            self.send_many(targets, body, raw, binary)
 
     def _send_to_group(self, pkt, reply):
-        body, raw = self._body(pkt)
+        body, raw, binary = self._body(pkt)
         data = self._json(pkt)
         if not isinstance(data, dict):
             return
@@ -389,7 +406,7 @@ class GatewayCore:
                 else:
                     targets.extend(m.values())
         if targets:
-            self.send_many(targets, body, raw)
+            self.send_many(targets, body, raw, binary)
 
     def _kick(self, pkt, reply):
         conn = self.connections.get(pkt.connection_id)

@@ -8,19 +8,24 @@ greenlet per connection, no blocking handshake.
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, Dict
 
 from .connection import READ_SIZE, TcpConnection, get_hub, log
 
-__all__ = ["TlsConnection"]
+__all__ = ["TlsConnection", "tls_connection_class"]
+
+_TLS_SLOTS = ("_tls", "_bio_in", "_bio_out", "_cipher")
 
 
-class TlsConnection(TcpConnection):
-    __slots__ = ("_tls", "_bio_in", "_bio_out", "_cipher")
+class _TlsLayer(TcpConnection):
+    """The TLS methods, with no state of their own: mixed in front of any connection class
+    (the Gateway's ClientConnection, a user's subclass) by `tls_connection_class`, so a wss
+    client is the same kind of object as a ws one, plus four slots."""
 
-    def __init__(self, worker: Any, sock: Any, remote_ip: str, remote_port: int, conn_id: int,
-                 context: ssl.SSLContext) -> None:
-        super().__init__(worker, sock, remote_ip, remote_port, conn_id)
+    __slots__ = ()
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        """Set up the server side of the TLS session (called right after construction)."""
         self._bio_in = ssl.MemoryBIO()
         self._bio_out = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._bio_in, self._bio_out, server_side=True)
@@ -99,3 +104,22 @@ class TlsConnection(TcpConnection):
         if self._ww is None and self._cipher:
             self._ww = get_hub().loop.io(self.sock.fileno(), 2)
             self._ww.start(self._flush)
+
+
+_classes: Dict[type, type] = {}
+
+
+def tls_connection_class(base: type) -> type:
+    """`base` with TLS in front (made once per base class): `TlsClientConnection` for the
+    Gateway's clients, `TlsTcpConnection` for a plain Worker."""
+    cls = _classes.get(base)
+    if cls is None:
+        if not issubclass(base, TcpConnection):
+            raise TypeError("%r is not a TcpConnection subclass" % (base,))
+        cls = _classes[base] = type("Tls" + base.__name__, (_TlsLayer, base),
+                                    {"__slots__": _TLS_SLOTS, "__module__": __name__})
+    return cls
+
+
+#: TLS over the plain TcpConnection (what a Worker with transport='ssl' accepts)
+TlsConnection = tls_connection_class(TcpConnection)

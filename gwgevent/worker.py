@@ -269,11 +269,13 @@ class Worker:
     def _accept_connection(self, sock: Any, addr: Any) -> TcpConnection:
         ip = sys.intern(addr[0]) if isinstance(addr, tuple) else "unix"
         port = addr[1] if isinstance(addr, tuple) else 0
+        cls = self._connection_class()
         if self._ssl is not None:
-            from .tls import TlsConnection
-            conn = TlsConnection(self, sock, ip, port, self._next_connection_id(), self._ssl)
+            from .tls import tls_connection_class
+            conn = tls_connection_class(cls)(self, sock, ip, port, self._next_connection_id())
+            conn.start_tls(self._ssl)
         else:
-            conn = self._connection_class()(self, sock, ip, port, self._next_connection_id())
+            conn = cls(self, sock, ip, port, self._next_connection_id())
         conn.max_send_buffer_size = self.max_send_buffer_size
         conn.max_package_size = self.max_package_size
         codec = conn.codec = self._codec_class(conn)
@@ -343,6 +345,12 @@ class Worker:
             self._run_job(conn, self._call_user, (cb, conn))
         if self._graceful and not self.connections:
             self._stop_event.set()
+
+    def _hold_close(self, conn: TcpConnection, out: Any) -> bool:
+        """The protocol wants to close `conn` after writing `out` (a close frame). A plain
+        Worker has already queued every answer to the messages before it, so it lets the
+        connection go on; the Gateway takes over to wait for its workers' answers."""
+        return False
 
     def _buffer_full(self, conn: TcpConnection) -> None:
         cb = conn.on_buffer_full or self.on_buffer_full

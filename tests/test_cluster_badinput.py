@@ -19,9 +19,11 @@ from cluster import (eventually, equal_eventually, packet, read_reply, read_unti
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId
 from gwgevent.codec.phpserialize import loads
+from gwgevent.links import LINK_HEADROOM
 from vectors import load_vectors
 
-MAX_PACKAGE = 10485760
+MAX_PACKAGE = 10485760                      # the gateways' client max_package_size (default)
+INNER_MAX_PACKAGE = MAX_PACKAGE + LINK_HEADROOM   # their inner ports: client limit + headers
 
 
 def uniq(prefix: str = "x") -> str:
@@ -83,8 +85,8 @@ def test_garbage_on_inner_port(cluster, keeper, garbage):
 def test_oversize_declared_length_on_inner_port(cluster, keeper):
     for host, port in inner_hosts(cluster):
         before = cluster.log_count("exceeds max package size")
-        header = struct.pack(">IBIHIHIBHI", MAX_PACKAGE + 1, gp.CMD_SEND_TO_ALL, 0, 0, 0, 0, 0,
-                             1, 0, 0)
+        header = struct.pack(">IBIHIHIBHI", INNER_MAX_PACKAGE + 1, gp.CMD_SEND_TO_ALL, 0, 0, 0,
+                             0, 0, 1, 0, 0)
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(header + b"x" * 1000)
             data, closed = read_until_eof(s)

@@ -19,6 +19,7 @@ __all__ = [
     'GatewayPacket', 'PacketTooLarge', 'encode', 'decode', 'input_length', 'split_packets',
     'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire', 'FLAG_BINARY',
     'FLAG_CLOSE_ACK', 'CMD_CLOSE_DONE', 'FEATURES', 'hello_packet', 'parse_hello',
+    'hello_max_package_size',
 ]
 
 CMD_ON_CONNECT = 1
@@ -290,32 +291,47 @@ FEATURES = frozenset(("binary", "close_ack", "drain"))
 _HELLO_KEY = b'"gwgevent"'
 
 
-def hello_packet(version: str, features=FEATURES) -> bytes:
+def hello_packet(version: str, features=FEATURES, max_package_size: int = 0) -> bytes:
     """The gwgevent hello: a CMD_PING whose body is `{"gwgevent": version, "features": [...]}`.
 
     A gateway sends it to each worker right after accepting its CMD_WORKER_CONNECT; a gwgevent
     worker answers with its own. PHP's BusinessWorker returns on CMD_PING before looking at the
     body, and a PHP gateway never receives one (the worker only answers a gateway that greeted
-    it), so mixed PHP/Python clusters see plain GatewayWorker traffic.
+    it), so mixed PHP/Python clusters see plain GatewayWorker traffic. A gateway also says
+    the largest packet its inner port accepts (`max_package_size`), so a worker sizes its
+    side of the link to match and refuses, with a log line, a command the gateway would
+    have to drop the link for.
     """
     import json
-    body = json.dumps({"gwgevent": version, "features": sorted(features)},
-                      separators=(",", ":")).encode()
-    return encode(CMD_PING, body)
+    hello = {"gwgevent": version, "features": sorted(features)}
+    if max_package_size:
+        hello["max_package_size"] = int(max_package_size)
+    return encode(CMD_PING, json.dumps(hello, separators=(",", ":")).encode())
+
+
+def _hello_fields(body: bytes) -> dict:
+    if not body or _HELLO_KEY not in body:
+        return {}
+    import json
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def parse_hello(body: bytes) -> frozenset:
     """Features a peer announced in a hello body; empty for a plain ping or anything else."""
-    if not body or _HELLO_KEY not in body:
+    feats = _hello_fields(body).get("features")
+    if not isinstance(feats, list):
         return frozenset()
-    import json
-    try:
-        data = json.loads(body)
-        feats = data.get("features") if isinstance(data, dict) else None
-        return frozenset(f for f in feats if isinstance(f, str)) if isinstance(feats, list) \
-            else frozenset()
-    except (ValueError, TypeError):
-        return frozenset()
+    return frozenset(f for f in feats if isinstance(f, str))
+
+
+def hello_max_package_size(body: bytes) -> int:
+    """The inner-port packet limit a gateway announced in its hello (0 when it said none)."""
+    value = _hello_fields(body).get("max_package_size")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,7 +20,9 @@ class CodecBase:
     """The state every codec shows its connection (contract in vendor_notes/architecture.md):
     `buf` unparsed input, `out` bytes the protocol itself must write, `handshake` data of a
     completed handshake, `closing`/`error` how and why to end, `pending` any of those is set,
-    `more` feed(b"") has more to give, `raw_text` hand text messages over as bytes."""
+    `more` feed(b"") has more to give, `raw_text` hand text messages over as bytes (and, in
+    the websocket codec, binary messages as memoryviews, so the two stay apart without a
+    decode or a copy: the Gateway forwards both as bytes with the frame type in a flag)."""
 
     name = "codec"
 
@@ -37,6 +39,12 @@ class CodecBase:
         self.pending = False
         self.more = False
         self.raw_text = False
+
+    def encode_binary(self, data: Any) -> bytes:
+        """Frame `data` as a binary message. Protocols without message types (text, frame,
+        tcp, user protocols) frame it like any other message; the websocket codec sends a
+        binary frame whatever the connection's websocket_type."""
+        return self.encode(data)  # type: ignore[attr-defined]
 
 
 def json_bytes(data: Any) -> bytes:

@@ -24,7 +24,10 @@ from ._handshake import (HTTP_400, HTTP_400_VERSION, HTTP_426, build_handshake_d
 
 __all__ = ["WebSocketCodec", "encode_frame", "close_frame", "unmask"]
 
-HANDSHAKE, OPEN, CLOSED = 0, 1, 2
+#: codec states. CLOSING: the codec answered or failed the connection and put its close frame
+#: in `out`; the owner may hold that frame back a little (the Gateway waits for its worker's
+#: answers to earlier messages), so data frames are still encoded. CLOSED: nothing more.
+HANDSHAKE, OPEN, CLOSED, CLOSING = 0, 1, 2, 3
 
 #: longest request head we accept before answering 400 (a browser's is ~500-1500 bytes)
 MAX_HANDSHAKE = 16384
@@ -146,9 +149,23 @@ class WebSocketCodec(CodecBase):
                 encode_frame(data, wstype[0] if wstype else 0x81)
         else:
             frame = encode_frame(data, wstype[0] if wstype else 0x81)
-        if self.state == OPEN:
+        state = self.state
+        if state == OPEN or state == CLOSING:
             return frame
-        if self.state == HANDSHAKE:
+        if state == HANDSHAKE:
+            self._enqueue(frame)
+        return b""
+
+    def encode_binary(self, data: Any) -> bytes:
+        """A binary frame (opcode 2) whatever the connection's websocket_type: what the Gateway
+        sends for a message a gwgevent worker sent as bytes."""
+        if data.__class__ is not bytes:
+            data = to_bytes(data)
+        frame = encode_frame(data, 0x82)
+        state = self.state
+        if state == OPEN or state == CLOSING:
+            return frame
+        if state == HANDSHAKE:
             self._enqueue(frame)
         return b""
 
@@ -249,6 +266,8 @@ class WebSocketCodec(CodecBase):
                             break
                         self._fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
                         return msgs
+                elif raw:
+                    payload = memoryview(payload)   # binary, told apart from raw text
                 msgs.append(payload)
                 pos = end
                 continue
@@ -387,10 +406,11 @@ class WebSocketCodec(CodecBase):
         return 1
 
     def _message(self, op: int, payload: bytes) -> Any:
-        """A validated message as the application gets it."""
-        if op == 1 and not self.raw_text:
-            return payload.decode()
-        return payload
+        """A validated message as the application gets it: text as str, binary as bytes; in
+        raw_text mode text as bytes and binary as a memoryview over the bytes."""
+        if op == 1:
+            return payload if self.raw_text else payload.decode()
+        return memoryview(payload) if self.raw_text else payload
 
     def _on_close_frame(self, payload: bytes) -> None:
         """Answer a close frame (echoing its code, 1000 when it has none) and close; a malformed
@@ -421,7 +441,7 @@ class WebSocketCodec(CodecBase):
         self._write(frame)
         self.closing = CLOSE
         self.error = reason
-        self.state = CLOSED
+        self.state = CLOSING
         self._drop_state()
 
     def _drop_state(self) -> None:
