@@ -8,10 +8,8 @@ return value (compared as PHP arrays: '123' and 123 are the same key, [] == {}).
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
-from pathlib import Path
 
 import pytest
 
@@ -23,30 +21,16 @@ from gwgevent.api import API_METHODS, GatewayApi, GatewayApiError, decode_reply
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId, encode_client_id
 from gwgevent.codec.phpserialize import dumps
+from vectors import load_vectors
 
 ctx_mod = sys.modules["gwgevent.context"]
 
 QUERY_CMDS = {10, 11, 15, 16, 23, 24, 25, 26, 28, 203}
-REPO = Path(__file__).resolve().parents[1]
-VECTORS_JSON = REPO.parent / "shared" / "reference" / "vectors" / "gatewayworker-v4.json"
-
-
-def _load_vectors():
-    try:
-        from vectors import load_vectors  # tests/vectors.py (codecs helper)
-        data = load_vectors()
-        if isinstance(data, dict) and "lib_gateway_api" in data:
-            return data
-    except Exception:
-        pass
-    if not VECTORS_JSON.exists():
-        pytest.skip("golden vectors not found at %s" % VECTORS_JSON)
-    return json.loads(VECTORS_JSON.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def vectors():
-    return _load_vectors()
+    return load_vectors()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +226,7 @@ def _phase(vectors, name):
     for phase in vectors["lib_gateway_api"]["phases"]:
         if phase["phase"] == name:
             return phase
-    pytest.skip("phase %s missing" % name)
+    pytest.fail("phase %s missing from the vectors" % name)
 
 
 def _replay_call(api, transport, call, address):
