@@ -30,6 +30,7 @@ from .codec.gateway_protocol import (FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE, 
                                      command_name, ip2long)
 from .codec.phpjson import json_decode
 from .codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
+from .api import php_empty
 
 __all__ = ['GatewayCore', 'MAX_CONNECTION_ID']
 
@@ -598,8 +599,12 @@ class GatewayCore:
         return None  # PHP would read any connection property; only these three exist here
 
     def _select(self, pkt, reply):
+        """PHP CMD_SELECT. Rows are built the way PHP fills ``$client_info_array``: with a
+        ``where``, every matched connection gets a row (empty when there are no fields); without
+        one, a connection only appears through ``foreach ($fields ...)`` assignments, so no
+        fields means no rows at all (``a:0:{}``), not one empty row per connection."""
         data = json_decode(pkt.ext_data)
-        if not data:
+        if php_empty(data):
             self.log.warning('gateway: CMD_SELECT ext_data=%r is not a JSON select, empty '
                              'result', pkt.ext_data[:200])
             reply(_REPLY_EMPTY)
@@ -620,7 +625,7 @@ class GatewayCore:
             return {k: field(c, f) for k, f in fl}
 
         out = {}
-        if where:
+        if not php_empty(where):  # PHP: if ($where)
             items = where.items() if isinstance(where, dict) else enumerate(where) \
                 if isinstance(where, list) else ()
             for wkey, wanted in items:
@@ -642,7 +647,7 @@ class GatewayCore:
                         c = get(key) if key is not None else None
                         if c is not None:
                             out[key] = row(c)
-        else:
+        elif fl:
             for cid, c in self.connections.items():
                 out[cid] = row(c)
         self._reply(reply, dumps(out))
