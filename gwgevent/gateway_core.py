@@ -14,7 +14,8 @@ Client connection objects are duck-typed: ``id``, ``session`` (bytes, b'' = none
 ``uid`` (None or str/bytes), ``groups`` (None or dict {php key: group name}),
 ``remote_ip``, ``remote_port``, ``websocket_type`` (optional), ``codec`` (with
 ``encode(data) -> bytes`` and optional ``handshake_done``), ``send(data, raw=False)``,
-``close(data=None, raw=False)``, ``destroy()``. The core owns ``uid``, ``groups`` and
+``close(data=None, raw=False)``, ``_close_after_flush()`` (close once queued data is flushed,
+sending nothing more), ``destroy()``. The core owns ``uid``, ``groups`` and
 ``session`` (it writes them); the role only initialises them (None, None, b'').
 
 Uid and group names are stored as received (str when the bytes are UTF-8, else bytes) and
@@ -393,11 +394,15 @@ class GatewayCore:
             self.send_many(targets, body, raw)
 
     def _kick(self, pkt, reply):
+        """PHP ``$connection->close($data['body'])``. A ``N;`` body (closeClient without a
+        message) is Workerman's ``close(null)``: queued data is flushed, then the socket is
+        closed and nothing more is written, not even a websocket close frame (our
+        ``close()`` without data would send one)."""
         conn = self.connections.get(pkt.connection_id)
         if conn is not None:
             body = pkt.body if pkt.flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
             if body is None:
-                conn.close()
+                conn._close_after_flush()
             else:
                 conn.close(body)
 

@@ -18,6 +18,7 @@ import socket
 import uuid
 
 import pytest
+import websocket
 
 from cluster import DriverError, equal_eventually, packet, read_until_eof, running_cluster
 from gwgevent.codec import gateway_protocol as gp
@@ -183,6 +184,20 @@ def test_close_client(via, targets, cluster):
     w2.wait_closed()
     assert w2.pending() == ["bye-ws"]
     assert via("is_online", t2.client_id) == 1
+
+
+def test_close_client_without_message_writes_nothing(via, cluster):
+    """closeClient($id) with no message sends a N; body: PHP (Workerman close(null)) closes
+    the socket without writing anything, not even a websocket close frame. websocket-client
+    reads the handshake and the hello frame without reading ahead, so the raw socket then
+    shows every byte the gateway writes afterwards."""
+    ws = websocket.create_connection("ws://127.0.0.1:%d/" % cluster.ws_port, timeout=5)
+    try:
+        client_id = json.loads(ws.recv())["client_id"]
+        assert via("close_client", client_id) is True
+        assert read_until_eof(ws.sock) == (b"", True)
+    finally:
+        ws.sock.close()
 
 
 def test_destroy_client(via, targets):

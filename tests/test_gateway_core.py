@@ -41,6 +41,9 @@ def ws_frame(data, opcode=0x81) -> bytes:
     return head + payload
 
 
+CLOSE_1000 = bytes.fromhex('880203e8')
+
+
 class WsCodec:
     encodes = 0  # class-wide count of encode() calls
 
@@ -55,6 +58,11 @@ class WsCodec:
             self.queued.append(data)
             return b''
         return ws_frame(data, self.conn.websocket_type)
+
+    def close_frame(self) -> bytes:
+        """What gwgevent's websocket codec hands TcpConnection.close() without data: a close
+        frame with status 1000 (the vectors' ``client_frames`` close reply ``880203e8``)."""
+        return CLOSE_1000
 
 
 class OtherCodec(WsCodec):
@@ -93,12 +101,25 @@ class FakeConn:
             self.on_close(self)
 
     def close(self, data=None, raw=False):
+        """As gwgevent's TcpConnection.close(): final data, or else the codec's close frame
+        (so a caller that should send nothing but calls close() shows up in ``frames``)."""
         ev = {'event': 'close'}
         if data is not None:
             ev['with_data'] = data
             ev['raw'] = raw
             self.send(data, raw)
+        else:
+            close_frame = getattr(self.codec, 'close_frame', None)
+            if close_frame is not None:
+                self.frames.append(close_frame())
         self.events.append(ev)
+        self.events.append({'event': 'destroy'})
+        self._gone()
+
+    def _close_after_flush(self):
+        """As TcpConnection._close_after_flush(): close once queued data is flushed, writing
+        nothing more (Workerman's close(null))."""
+        self.events.append({'event': 'close'})
         self.events.append({'event': 'destroy'})
         self._gone()
 
@@ -552,7 +573,7 @@ def test_kick_and_destroy(g):
     assert c.frames == [ws_frame('bye')]  # kick always goes through the protocol encode
     assert c.events[0] == {'event': 'close', 'with_data': b'bye', 'raw': False}
     assert 1 not in g.core.connections and g.core.uid_index == {} and g.core.group_index == {}
-    g.cmd(gp.CMD_KICK, None, connection_id=2)
+    g.cmd(gp.CMD_KICK, None, connection_id=2)  # closeClient($id): N; body, nothing sent
     assert g.clients[2].events[0] == {'event': 'close'} and g.clients[2].frames == []
     g.cmd(gp.CMD_DESTROY, connection_id=3)
     assert g.clients[3].events == [{'event': 'destroy'}]
