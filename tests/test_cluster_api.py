@@ -13,6 +13,7 @@ is rejected at the register and, going straight to an inner port, gets nothing a
 """
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import uuid
@@ -354,6 +355,38 @@ def test_all_group_lists(via, targets, cluster):
     assert via("get_all_group_client_id_count") == {g: len(v) for g, v in expected_ids.items()}
     assert via("get_all_group_uid_list") == expected_uids
     assert via("getAllGroupUidCount") == {g: len(v) for g, v in expected_uids.items()}
+
+
+def test_numeric_uid_and_group_are_int_keys(cluster):
+    """PHP's array-key rule in every uid/group-keyed map: uid '123' in group '42' gives the int
+    keys 123 and 42 (values stay as bound), from GatewayClient and from inside a worker. The
+    worker call goes through op "api_repr" because JSON would make every key a string."""
+    c = cluster.ws()
+    try:
+        cid = c.client_id
+        gw = cluster.gateway_client()
+        gw.bind_uid(cid, "123")
+        gw.join_group(cid, "42")
+        equal_eventually(gw.get_all_group_uid_count, {42: 1}, what="uid '123' in group '42'")
+        expected = [
+            ("get_all_uid_list", (), {123: "123"}),
+            ("get_uid_list_by_group", ("42",), {123: "123"}),
+            ("get_all_group_id_list", (), {42: 42}),
+            ("get_all_group_uid_list", (), {42: {123: "123"}}),
+            ("get_all_group_uid_count", (), {42: 1}),
+            ("get_all_group_client_id_list", (), {42: {cid: cid}}),
+            ("get_all_group_client_id_count", (), {42: 1}),
+            ("batch_get_client_id_by_uid", (["123"],), {123: [cid]}),
+            ("is_uids_online", (["123"],), {123: 1}),
+            ("batch_get_client_id_count_by_group", (["42"],), {42: 1}),
+        ]
+        for method, args, want in expected:
+            # dict equality is strict here: {42: 1} != {'42': 1}
+            assert getattr(gw, method)(*args) == want, ("GatewayClient", method)
+            assert ast.literal_eval(c.result("api_repr", method, *args)) == want, \
+                ("worker", method)
+    finally:
+        cluster.close_clients([c])
 
 
 # ------------------------------------------------------------------ sessions / lists
