@@ -22,7 +22,10 @@ setup(
         "setproctitle>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6"],
+        # cryptography: tests/test_runtime_tls.py makes its self-signed certificate with it
+        # (skipped without it); websockets: an asyncio websocket client used by tests
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6",
+                 "cryptography>=41", "websockets>=12"],
         "hiredis": ["hiredis>=2.0"],
     },
 )

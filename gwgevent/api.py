@@ -112,39 +112,13 @@ def _php_int(value: Any) -> int:
 
 
 def _php_key(key: Any) -> Any:
-    """PHP array-key coercion: '123' and 123 are the same key (used only for de-duplication)."""
+    """The key PHP's ``$array[$key]`` would use (``php_array_key``): '123' becomes 123, so a
+    returned map has the key types a PHP caller sees (and '123'/123 are one entry). Values PHP
+    could not use as a key are kept as they are."""
     try:
         return php_array_key(key)
     except TypeError:
         return key
-
-
-class _PhpMap(dict):
-    """Ordered map whose keys follow PHP key coercion ('123' == 123); first spelling seen is kept."""
-
-    __slots__ = ("_norm",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._norm: Dict[Any, Any] = {}
-
-    def key_for(self, key: Any) -> Any:
-        return self._norm.setdefault(_php_key(key), key)
-
-    def put(self, key: Any, value: Any) -> None:
-        dict.__setitem__(self, self.key_for(key), value)
-
-    def has(self, key: Any) -> bool:
-        return _php_key(key) in self._norm
-
-    def get_php(self, key: Any, default: Any = None) -> Any:
-        norm = _php_key(key)
-        if norm in self._norm:
-            return dict.__getitem__(self, self._norm[norm])
-        return default
-
-    def plain(self) -> dict:
-        return dict(self)
 
 
 def _items(value: Any) -> Iterable[Tuple[Any, Any]]:
@@ -583,16 +557,15 @@ class GatewayApi:
 
     def batch_get_client_id_by_uid(self, uids: Iterable[Any]) -> dict:
         """GatewayClient only in PHP: {uid: [client_id, ...]} (cmd 16)."""
-        out = _PhpMap()
+        out: Dict[Any, List[str]] = {}
         for ip, port, data in self._query_all(gp.CMD_BATCH_GET_CLIENT_ID_BY_UID,
                                               _json(list(_values(uids)) if not isinstance(uids, list) else uids)):
             if data:
                 for uid, connection_ids in _items(data):
-                    key = out.key_for(uid)
-                    lst = dict.setdefault(out, key, [])
+                    lst = out.setdefault(_php_key(uid), [])
                     for connection_id in _values(connection_ids):
                         lst.append(encode_client_id(ip, port, int(connection_id)))
-        return out.plain()
+        return out
 
     def is_uids_online(self, uids: Iterable[Any]) -> dict:
         """GatewayClient only in PHP: {uid: 0|1}."""
@@ -614,13 +587,14 @@ class GatewayApi:
 
     def batch_get_client_id_count_by_group(self, groups: Iterable[Any]) -> dict:
         """GatewayClient only in PHP: {group: count} summed over gateways (cmd 28)."""
-        out = _PhpMap()
+        out: Dict[Any, int] = {}
         ext = _json(groups if isinstance(groups, list) else list(_values(groups)))
         for _ip, _port, data in self._query_all(gp.CMD_BATCH_GET_CLIENT_COUNT_BY_GROUP, ext):
             if data:
                 for group, count in _items(data):
-                    out.put(group, _php_int(out.get_php(group, 0)) + _php_int(count))
-        return out.plain()
+                    key = _php_key(group)
+                    out[key] = out.get(key, 0) + _php_int(count)
+        return out
 
     def get_all_client_sessions(self, group: Any = "") -> dict:
         """{client_id: session}; the current client's entry comes from the local session."""
@@ -681,13 +655,14 @@ class GatewayApi:
 
     @staticmethod
     def _uid_map(replies) -> dict:
-        out = _PhpMap()
+        """PHP ``$uid_list[$uid] = $uid``: {uid key: uid as bound}."""
+        out: Dict[Any, Any] = {}
         for _ip, _port, items in replies:
             for _connection_id, info in _items(items):
                 uid = info.get("uid") if isinstance(info, dict) else None
                 if not php_empty(uid):
-                    out.put(uid, uid)
-        return out.plain()
+                    out[_php_key(uid)] = uid
+        return out
 
     def get_uid_list_by_group(self, group: Any) -> dict:
         if not self._valid_group(group):
@@ -706,48 +681,42 @@ class GatewayApi:
         return len(self.get_all_uid_list())
 
     def get_all_group_id_list(self) -> dict:
-        out = _PhpMap()
+        out: Dict[Any, Any] = {}
         for _ip, _port, group_ids in self._query_all(gp.CMD_GET_GROUP_ID_LIST):
             if _is_php_array(group_ids):
                 for group_id in _values(group_ids):
-                    if not out.has(group_id):
-                        out.put(group_id, group_id)
-        return out.plain()
+                    out.setdefault(_php_key(group_id), group_id)
+        return out
 
     def get_all_group_uid_list(self) -> dict:
         """{group: {uid: uid}}. PHP quirk kept: per gateway, stops at the first connection
         lacking a uid or groups."""
-        out = _PhpMap()
+        out: Dict[Any, Dict[Any, Any]] = {}
         for _ip, _port, items in self._select(["uid", "groups"]):
             for _connection_id, info in _items(items):
                 if not isinstance(info, dict) or php_empty(info.get("uid")) \
                         or php_empty(info.get("groups")):
                     break
                 uid = info["uid"]
+                uid_key = _php_key(uid)
                 for group_id in _values(info["groups"]):
-                    key = out.key_for(group_id)
-                    members = dict.get(out, key)
-                    if members is None:
-                        members = _PhpMap()
-                        dict.__setitem__(out, key, members)
-                    members.put(uid, uid)
-        return {k: v.plain() for k, v in out.items()}
+                    out.setdefault(_php_key(group_id), {})[uid_key] = uid
+        return out
 
     def get_all_group_uid_count(self) -> dict:
         return {group: len(uids) for group, uids in self.get_all_group_uid_list().items()}
 
     def get_all_group_client_id_list(self) -> dict:
         """{group: {client_id: client_id}} (same early-stop quirk as PHP)."""
-        out = _PhpMap()
+        out: Dict[Any, Dict[str, str]] = {}
         for ip, port, items in self._select(["groups"]):
             for connection_id, info in _items(items):
                 if not isinstance(info, dict) or php_empty(info.get("groups")):
                     break
                 client_id = encode_client_id(ip, port, int(connection_id))
                 for group_id in _values(info["groups"]):
-                    key = out.key_for(group_id)
-                    dict.setdefault(out, key, {})[client_id] = client_id
-        return out.plain()
+                    out.setdefault(_php_key(group_id), {})[client_id] = client_id
+        return out
 
     def get_all_group_client_id_count(self) -> dict:
         return {group: len(ids) for group, ids in self.get_all_group_client_id_list().items()}

@@ -14,7 +14,8 @@ Client connection objects are duck-typed: ``id``, ``session`` (bytes, b'' = none
 ``uid`` (None or str/bytes), ``groups`` (None or dict {php key: group name}),
 ``remote_ip``, ``remote_port``, ``websocket_type`` (optional), ``codec`` (with
 ``encode(data) -> bytes`` and optional ``handshake_done``), ``send(data, raw=False)``,
-``close(data=None, raw=False)``, ``destroy()``. The core owns ``uid``, ``groups`` and
+``close(data=None, raw=False)``, ``_close_after_flush()`` (close once queued data is flushed,
+sending nothing more), ``destroy()``. The core owns ``uid``, ``groups`` and
 ``session`` (it writes them); the role only initialises them (None, None, b'').
 
 Uid and group names are stored as received (str when the bytes are UTF-8, else bytes) and
@@ -30,6 +31,7 @@ from .codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_
                                      HEAD_LEN, command_name, ip2long)
 from .codec.phpjson import json_decode
 from .codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
+from .api import php_empty
 
 __all__ = ['GatewayCore', 'MAX_CONNECTION_ID']
 
@@ -409,11 +411,15 @@ class GatewayCore:
             self.send_many(targets, body, raw, binary)
 
     def _kick(self, pkt, reply):
+        """PHP ``$connection->close($data['body'])``. A ``N;`` body (closeClient without a
+        message) is Workerman's ``close(null)``: queued data is flushed, then the socket is
+        closed and nothing more is written, not even a websocket close frame (our
+        ``close()`` without data would send one)."""
         conn = self.connections.get(pkt.connection_id)
         if conn is not None:
             body = pkt.body if pkt.flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
             if body is None:
-                conn.close()
+                conn._close_after_flush()
             else:
                 conn.close(body)
 
@@ -615,8 +621,12 @@ class GatewayCore:
         return None  # PHP would read any connection property; only these three exist here
 
     def _select(self, pkt, reply):
+        """PHP CMD_SELECT. Rows are built the way PHP fills ``$client_info_array``: with a
+        ``where``, every matched connection gets a row (empty when there are no fields); without
+        one, a connection only appears through ``foreach ($fields ...)`` assignments, so no
+        fields means no rows at all (``a:0:{}``), not one empty row per connection."""
         data = json_decode(pkt.ext_data)
-        if not data:
+        if php_empty(data):
             self.log.warning('gateway: CMD_SELECT ext_data=%r is not a JSON select, empty '
                              'result', pkt.ext_data[:200])
             reply(_REPLY_EMPTY)
@@ -637,7 +647,7 @@ class GatewayCore:
             return {k: field(c, f) for k, f in fl}
 
         out = {}
-        if where:
+        if not php_empty(where):  # PHP: if ($where)
             items = where.items() if isinstance(where, dict) else enumerate(where) \
                 if isinstance(where, list) else ()
             for wkey, wanted in items:
@@ -659,7 +669,7 @@ class GatewayCore:
                         c = get(key) if key is not None else None
                         if c is not None:
                             out[key] = row(c)
-        else:
+        elif fl:
             for cid, c in self.connections.items():
                 out[cid] = row(c)
         self._reply(reply, dumps(out))

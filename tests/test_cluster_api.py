@@ -13,11 +13,13 @@ is rejected at the register and, going straight to an inner port, gets nothing a
 """
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import uuid
 
 import pytest
+import websocket
 
 from cluster import DriverError, equal_eventually, packet, read_until_eof, running_cluster
 from gwgevent.codec import gateway_protocol as gp
@@ -185,6 +187,20 @@ def test_close_client(via, targets, cluster):
     assert via("is_online", t2.client_id) == 1
 
 
+def test_close_client_without_message_writes_nothing(via, cluster):
+    """closeClient($id) with no message sends a N; body: PHP (Workerman close(null)) closes
+    the socket without writing anything, not even a websocket close frame. websocket-client
+    reads the handshake and the hello frame without reading ahead, so the raw socket then
+    shows every byte the gateway writes afterwards."""
+    ws = websocket.create_connection("ws://127.0.0.1:%d/" % cluster.ws_port, timeout=5)
+    try:
+        client_id = json.loads(ws.recv())["client_id"]
+        assert via("close_client", client_id) is True
+        assert read_until_eof(ws.sock) == (b"", True)
+    finally:
+        ws.sock.close()
+
+
 def test_destroy_client(via, targets):
     w1, w2, t1, t2 = targets
     assert via("destroy_client", w1.client_id) is True
@@ -339,6 +355,38 @@ def test_all_group_lists(via, targets, cluster):
     assert via("get_all_group_client_id_count") == {g: len(v) for g, v in expected_ids.items()}
     assert via("get_all_group_uid_list") == expected_uids
     assert via("getAllGroupUidCount") == {g: len(v) for g, v in expected_uids.items()}
+
+
+def test_numeric_uid_and_group_are_int_keys(cluster):
+    """PHP's array-key rule in every uid/group-keyed map: uid '123' in group '42' gives the int
+    keys 123 and 42 (values stay as bound), from GatewayClient and from inside a worker. The
+    worker call goes through op "api_repr" because JSON would make every key a string."""
+    c = cluster.ws()
+    try:
+        cid = c.client_id
+        gw = cluster.gateway_client()
+        gw.bind_uid(cid, "123")
+        gw.join_group(cid, "42")
+        equal_eventually(gw.get_all_group_uid_count, {42: 1}, what="uid '123' in group '42'")
+        expected = [
+            ("get_all_uid_list", (), {123: "123"}),
+            ("get_uid_list_by_group", ("42",), {123: "123"}),
+            ("get_all_group_id_list", (), {42: 42}),
+            ("get_all_group_uid_list", (), {42: {123: "123"}}),
+            ("get_all_group_uid_count", (), {42: 1}),
+            ("get_all_group_client_id_list", (), {42: {cid: cid}}),
+            ("get_all_group_client_id_count", (), {42: 1}),
+            ("batch_get_client_id_by_uid", (["123"],), {123: [cid]}),
+            ("is_uids_online", (["123"],), {123: 1}),
+            ("batch_get_client_id_count_by_group", (["42"],), {42: 1}),
+        ]
+        for method, args, want in expected:
+            # dict equality is strict here: {42: 1} != {'42': 1}
+            assert getattr(gw, method)(*args) == want, ("GatewayClient", method)
+            assert ast.literal_eval(c.result("api_repr", method, *args)) == want, \
+                ("worker", method)
+    finally:
+        cluster.close_clients([c])
 
 
 # ------------------------------------------------------------------ sessions / lists

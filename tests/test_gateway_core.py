@@ -41,6 +41,9 @@ def ws_frame(data, opcode=0x81) -> bytes:
     return head + payload
 
 
+CLOSE_1000 = bytes.fromhex('880203e8')
+
+
 class WsCodec:
     encodes = 0  # class-wide count of encode() calls
 
@@ -55,6 +58,11 @@ class WsCodec:
             self.queued.append(data)
             return b''
         return ws_frame(data, self.conn.websocket_type)
+
+    def close_frame(self) -> bytes:
+        """What gwgevent's websocket codec hands TcpConnection.close() without data: a close
+        frame with status 1000 (the vectors' ``client_frames`` close reply ``880203e8``)."""
+        return CLOSE_1000
 
 
 class OtherCodec(WsCodec):
@@ -93,12 +101,25 @@ class FakeConn:
             self.on_close(self)
 
     def close(self, data=None, raw=False):
+        """As gwgevent's TcpConnection.close(): final data, or else the codec's close frame
+        (so a caller that should send nothing but calls close() shows up in ``frames``)."""
         ev = {'event': 'close'}
         if data is not None:
             ev['with_data'] = data
             ev['raw'] = raw
             self.send(data, raw)
+        else:
+            close_frame = getattr(self.codec, 'close_frame', None)
+            if close_frame is not None:
+                self.frames.append(close_frame())
         self.events.append(ev)
+        self.events.append({'event': 'destroy'})
+        self._gone()
+
+    def _close_after_flush(self):
+        """As TcpConnection._close_after_flush(): close once queued data is flushed, writing
+        nothing more (Workerman's close(null))."""
+        self.events.append({'event': 'close'})
         self.events.append({'event': 'destroy'})
         self._gone()
 
@@ -480,13 +501,37 @@ def test_select(g, caplog):
     assert raw == b'a:0:{}'
     v, raw = g.query(gp.CMD_SELECT, ext_data='{"fields":["uid","nope"],"where":{"uid":["u1"]}}')
     assert raw == b'a:1:{i:1;a:2:{s:3:"uid";s:2:"u1";s:4:"nope";N;}}'
-    v, raw = g.query(gp.CMD_SELECT, ext_data='{"where":[]}')  # no fields: empty rows
-    assert raw == b'a:3:{i:1;a:0:{}i:2;a:0:{}i:3;a:0:{}}'
+    v, raw = g.query(gp.CMD_SELECT, ext_data='{"where":[]}')  # no fields, no where: no rows
+    assert raw == b'a:0:{}'
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
         for bad in ('not json', '', '[]', '{}', '0'):
             assert g.query(gp.CMD_SELECT, ext_data=bad)[1] == b'a:0:{}'
     assert len(caplog.records) == 5
+
+
+def test_select_rows_follow_php_fields_and_where(g):
+    """The vectors have no CMD_SELECT with empty ``fields``, so these replies are built from
+    PHP's Gateway::onWorkerMessage CMD_SELECT code: without a ``where`` a connection only gets
+    a row through ``foreach ($fields as $field) $client_info_array[$connection_id][$field] =
+    ...``, so no fields means no rows; with a ``where`` every matched connection first gets
+    ``$client_info_array[$connection_id] = array()``, so no fields means empty rows."""
+    g.cmd(gp.CMD_BIND_UID, connection_id=1, ext_data='u1')
+    g.cmd(gp.CMD_JOIN_GROUP, connection_id=2, ext_data='room')
+    # no fields, empty where (PHP json_encode(['fields' => [], 'where' => []]))
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":[],"where":[]}')[1] == b'a:0:{}'
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":{},"where":[]}')[1] == b'a:0:{}'
+    # no fields, a where: one empty row per matched connection, in match order
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":[],"where":{"groups":["room"],'
+                                           '"uid":["u1"]}}')[1] == b'a:2:{i:2;a:0:{}i:1;a:0:{}}'
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":[],"where":{"connection_id":[3,9]}}'
+                   )[1] == b'a:1:{i:3;a:0:{}}'
+    # fields, empty where: one row per connection (the vectors' getAllUidList shape)
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":["uid"],"where":[]}')[1] == \
+        b'a:3:{i:1;a:1:{s:3:"uid";s:2:"u1";}i:2;a:1:{s:3:"uid";N;}i:3;a:1:{s:3:"uid";N;}}'
+    # PHP's `if ($where)`: the string "0" is falsy, so it selects every connection
+    assert g.query(gp.CMD_SELECT, ext_data='{"fields":["uid"],"where":"0"}')[1] == \
+        b'a:3:{i:1;a:1:{s:3:"uid";s:2:"u1";}i:2;a:1:{s:3:"uid";N;}i:3;a:1:{s:3:"uid";N;}}'
 
 
 def test_sessions(g):
@@ -528,7 +573,7 @@ def test_kick_and_destroy(g):
     assert c.frames == [ws_frame('bye')]  # kick always goes through the protocol encode
     assert c.events[0] == {'event': 'close', 'with_data': b'bye', 'raw': False}
     assert 1 not in g.core.connections and g.core.uid_index == {} and g.core.group_index == {}
-    g.cmd(gp.CMD_KICK, None, connection_id=2)
+    g.cmd(gp.CMD_KICK, None, connection_id=2)  # closeClient($id): N; body, nothing sent
     assert g.clients[2].events[0] == {'event': 'close'} and g.clients[2].frames == []
     g.cmd(gp.CMD_DESTROY, connection_id=3)
     assert g.clients[3].events == [{'event': 'destroy'}]

@@ -1,8 +1,10 @@
 """Golden vectors loader shared by the test suite: ``from vectors import load_vectors``.
 
-The vectors (byte-exact data produced by the real PHP GatewayWorker v4 code) live outside
-the repository at <repo root>/../shared/reference/vectors/gatewayworker-v4.json. When the
-file is absent the calling test (or module) is skipped with a clear reason.
+The vectors (byte-exact data produced by the real PHP GatewayWorker v4 code) are vendored in
+tests/vectors/gatewayworker-v4.json (a verbatim copy of ../shared/reference/vectors/, see
+tests/vectors/README.md), so a plain clone runs every vector test. The shared reference
+copy is only a fallback for a checkout where the vendored file was removed; the calling test
+(or module) is skipped, with the paths tried, only when neither exists.
 """
 from __future__ import annotations
 
@@ -14,7 +16,23 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VECTORS_PATH = REPO_ROOT.parent / 'shared' / 'reference' / 'vectors' / 'gatewayworker-v4.json'
+_VECTORS_NAME = 'gatewayworker-v4.json'
+# in-repo copy first, then the shared reference it was copied from
+VECTORS_CANDIDATES = (
+    REPO_ROOT / 'tests' / 'vectors' / _VECTORS_NAME,
+    REPO_ROOT.parent / 'shared' / 'reference' / 'vectors' / _VECTORS_NAME,
+)
+
+
+def _find_vectors() -> Path:
+    """The first vectors file that exists (the in-repo one when present)."""
+    for path in VECTORS_CANDIDATES:
+        if path.is_file():
+            return path
+    return VECTORS_CANDIDATES[0]
+
+
+VECTORS_PATH = _find_vectors()
 
 __all__ = ['REPO_ROOT', 'VECTORS_PATH', 'load_vectors', 'vectors_available', 'php_value',
            'hexb', 'str_or_hex']
@@ -33,8 +51,8 @@ def load_vectors(section: str | None = None):
     """The whole vectors dict (or one top-level section). Skips the caller when the file is
     missing. The result is shared between callers: do not mutate it."""
     if not vectors_available():
-        pytest.skip('golden vectors file not found at %s (it lives outside the repo, in '
-                    '../shared/reference/vectors/)' % VECTORS_PATH, allow_module_level=True)
+        pytest.skip('golden vectors file not found (tried %s)'
+                    % ', '.join(map(str, VECTORS_CANDIDATES)), allow_module_level=True)
     data = _read()
     return data[section] if section else data
 

@@ -3,7 +3,7 @@ Gateway API method from inside a BusinessWorker.
 
 A client sends JSON {"op": ..., "args": [...], "id": n}; the worker answers the current client
 with {"ev": "result", "id": n, "pid": <worker pid>, "behaviour": BEHAVIOUR, "result": ...} (or
-"error": "ExcType: text"). on_connect answers {"ev": "hello", "client_id", "pid", ...}.
+"error": "ExcType: text"). Op "api" returns an API result as JSON, "api_repr" as its repr(). on_connect answers {"ev": "hello", "client_id", "pid", ...}.
 Anything that is not such a JSON object is answered {"ev": "echo", "data": message}.
 """
 import json
@@ -49,6 +49,11 @@ def _run(op, args):
     if op == "api":
         name, rest = args[0], args[1:]
         return getattr(Gateway, name)(*rest)
+    if op == "api_repr":
+        # repr() of the result: JSON would turn every dict key into a string, and a test may
+        # need to see whether a key is 42 or '42' (read back with ast.literal_eval)
+        name, rest = args[0], args[1:]
+        return repr(getattr(Gateway, name)(*rest))
     if op == "batch":
         # several API calls in one handler: [[method, arg, ...], ...] -> [result, ...]
         return [getattr(Gateway, call[0])(*call[1:]) for call in args]
