@@ -417,8 +417,11 @@ class GatewayCore:
         ``close()`` without data would send one)."""
         conn = self.connections.get(pkt.connection_id)
         if conn is not None:
-            body = pkt.body if pkt.flag & FLAG_BODY_IS_SCALAR else pkt.body_value()
+            body, _, binary = self._body(pkt)
             if body is None:
+                conn._close_after_flush()
+            elif binary:
+                conn.send_binary(body)      # a gwgevent worker's bytes: a binary frame
                 conn._close_after_flush()
             else:
                 conn.close(body)
