@@ -59,6 +59,13 @@ class WsCodec:
             return b''
         return ws_frame(data, self.conn.websocket_type)
 
+    def encode_binary(self, data):
+        WsCodec.encodes += 1
+        if not self.handshake_done:
+            self.queued.append(data)
+            return b''
+        return ws_frame(data, 0x82)
+
     def close_frame(self) -> bytes:
         """What gwgevent's websocket codec hands TcpConnection.close() without data: a close
         frame with status 1000 (the vectors' ``client_frames`` close reply ``880203e8``)."""
@@ -92,6 +99,13 @@ class FakeConn:
             data = self.codec.encode(data)
             if not data:
                 return None
+        self.frames.append(bytes(data))
+        return True
+
+    def send_binary(self, data):
+        data = self.codec.encode_binary(data)
+        if not data:
+            return None
         self.frames.append(bytes(data))
         return True
 
@@ -631,3 +645,31 @@ def test_encode_event_shapes():
     assert decode(core.encode_event(gp.CMD_ON_CLOSE, c)).connection_id == 4294967295
     v6 = FakeConn(core, 1, '::1', 5)
     assert decode(core.encode_event(gp.CMD_ON_CONNECT, v6)).client_ip == 0
+
+
+def test_binary_flag_picks_the_frame_type(g):
+    """FLAG_BINARY (a gwgevent worker sent bytes) -> binary frames, encoded once for a
+    broadcast; no flag (a str, or any PHP worker) -> the connection's websocket_type."""
+    g.cmd(gp.CMD_SEND_TO_ONE, b'\xff\x00', connection_id=1, flag=gp.FLAG_BINARY)
+    g.cmd(gp.CMD_SEND_TO_ONE, 'text', connection_id=1)
+    assert g.clients[1].frames == [b'\x82\x02\xff\x00', ws_frame('text')]
+    WsCodec.encodes = 0
+    g.cmd(gp.CMD_SEND_TO_ALL, b'\x01', flag=gp.FLAG_BINARY)
+    assert WsCodec.encodes == 1
+    assert all(c.frames[-1] == b'\x82\x01\x01' for c in g.clients.values())
+    g.cmd(gp.CMD_JOIN_GROUP, connection_id=2, ext_data='r')
+    g.cmd(gp.CMD_SEND_TO_GROUP, b'\x02', ext_data='{"group":["r"],"exclude":null}',
+          flag=gp.FLAG_BINARY)
+    assert g.clients[2].frames[-1] == b'\x82\x01\x02'
+    g.cmd(gp.CMD_KICK, b'\x03', connection_id=3, flag=gp.FLAG_BINARY)
+    assert g.clients[3].frames[-1] == b'\x82\x01\x03'
+
+
+def test_binary_client_message_travels_with_flag_binary(g):
+    c = g.clients[1]
+    text = decode(g.core.encode_event(gp.CMD_ON_MESSAGE, c, b'hi'))
+    binary = decode(g.core.encode_event(gp.CMD_ON_MESSAGE, c, memoryview(b'\xff')))
+    assert text.flag == gp.FLAG_BODY_IS_SCALAR and text.body == b'hi'
+    assert binary.flag == gp.FLAG_BODY_IS_SCALAR | gp.FLAG_BINARY and binary.body == b'\xff'
+    ack = decode(g.core.encode_event(gp.CMD_ON_CLOSE, c, b'', gp.FLAG_CLOSE_ACK))
+    assert ack.flag == gp.FLAG_BODY_IS_SCALAR | gp.FLAG_CLOSE_ACK

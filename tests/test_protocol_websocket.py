@@ -582,3 +582,43 @@ def test_idle_codec_state_is_small():
     assert not hasattr(codec, "__dict__")
     assert sys.getsizeof(codec) <= 200
     assert codec.path is opened().path          # interned
+
+
+# ---------------------------------------------------------------- frame types (cluster path)
+
+def test_raw_mode_tells_binary_from_text_by_type():
+    """The Gateway's raw mode: text stays bytes, binary comes out as a memoryview, so the
+    type survives to the worker without a decode or a copy."""
+    codec = opened()
+    codec.raw_text = True
+    msgs = codec.feed(frame(1, b"t") + frame(2, b"\xff\x00") + frame(2, b"a", fin=False) +
+                      frame(0, b"b"))
+    assert [type(m) for m in msgs] == [bytes, memoryview, memoryview]
+    assert [bytes(m) for m in msgs] == [b"t", b"\xff\x00", b"ab"]
+    big = os.urandom(70000)
+    (m,) = codec.feed(frame(2, big))
+    assert type(m) is memoryview and bytes(m) == big
+    plain = opened()                       # a plain Worker: str and bytes
+    assert [type(m) for m in plain.feed(frame(1, b"t") + frame(2, b"b"))] == [str, bytes]
+
+
+def test_encode_binary_ignores_websocket_type():
+    codec = opened()
+    assert codec.encode_binary(b"\xff") == b"\x82\x01\xff"
+    assert codec.encode_binary("x" * 200)[:4] == b"\x82\x7e\x00\xc8"
+    assert codec.encode(b"\xff") == b"\x81\x01\xff"     # Workerman: websocket_type decides
+    early = WebSocketCodec(Conn())                      # before the handshake: queued
+    assert early.encode_binary(b"q") == b""
+    assert bytes(early.queue) == b"\x82\x01q"
+
+
+def test_data_frames_still_encoded_while_the_close_is_held():
+    """After the codec answered a close frame (state CLOSING) the owner may hold that frame
+    back while it writes replies to earlier messages; after a server-initiated close_frame()
+    nothing more is framed."""
+    codec = opened()
+    codec.feed(frame(8, b"\x03\xe8"))
+    assert codec.closing == CLOSE and take(codec) == [b"\x88\x02\x03\xe8"]
+    assert codec.encode("late reply") == b"\x81\x0alate reply"
+    assert codec.encode_binary(b"b") == b"\x82\x01b"
+    assert codec.close_frame() == b""                   # its close frame is already out
