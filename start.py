@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import gwgevent  # noqa: E402
-from gwgevent import arbiter  # noqa: E402
+from gwgevent.manager import arbiter  # noqa: E402
 
 arbiter.GLOBAL_START = True
 for start_file in sorted(glob.glob(os.path.join(HERE, "Applications", "*", "start_*.py"))):

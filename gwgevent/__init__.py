@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arbiter import run_all
-from .connection import TcpConnection
+from .manager.arbiter import run_all
+from .runtime.connection import TcpConnection
 from .context import context
-from .timer import Timer
+from .runtime.timer import Timer
 from ._version import VERSION as __version__
-from .worker import Worker
+from .runtime.worker import Worker
 
 runAll = run_all
 
@@ -24,15 +24,15 @@ def __getattr__(name: str) -> Any:
     # the roles and the push client load lazily: a Flask app importing GatewayClient should not
     # pay for the server side, and the server side should not import what it does not run
     if name == "Register":
-        from .register import Register
+        from .cluster.register import Register
         return Register
     if name == "Gateway":
-        from .gateway import Gateway
+        from .cluster.gateway import Gateway
         return Gateway
     if name == "BusinessWorker":
-        from .business_worker import BusinessWorker
+        from .cluster.business_worker import BusinessWorker
         return BusinessWorker
     if name == "GatewayClient":
-        from .push_client import GatewayClient
+        from .api.push import GatewayClient
         return GatewayClient
     raise AttributeError("module 'gwgevent' has no attribute %r" % (name,))

@@ -721,7 +721,7 @@ class Cluster:
 
     def gateway_client(self, secret: Optional[str] = None):
         """A GatewayClient in this (pytest) process; cached per key."""
-        from gwgevent.push_client import GatewayClient
+        from gwgevent.api.push import GatewayClient
         key = self.secret if secret is None else secret
         gw = self._gw.get(key)
         if gw is None:

@@ -1,5 +1,5 @@
 """Byte-level replay of the real PHP Lib\\Gateway calls (vectors ``lib_gateway_api``) through
-gwgevent.api.GatewayApi with a recording fake transport.
+gwgevent.api.gateway_api.GatewayApi with a recording fake transport.
 
 For every call: the packets handed to the transport must equal the vectors'
 ``sent_on_worker_link_hex`` (commands) / ``gateway_handled[].request_hex`` (queries), the fake
@@ -14,11 +14,11 @@ from collections import deque
 
 import pytest
 
-from gwgevent import api as api_mod
+from gwgevent.api import gateway_api as api_mod
 import sys
 
 import gwgevent.context  # noqa: F401  (the package attribute `context` is the proxy)
-from gwgevent.api import API_METHODS, GatewayApi, GatewayApiError, decode_reply
+from gwgevent.api.gateway_api import API_METHODS, GatewayApi, GatewayApiError, decode_reply
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId, encode_client_id
 from gwgevent.codec.phpserialize import dumps
@@ -285,7 +285,7 @@ def test_no_secret_phase_byte_exact(vectors):
 def test_secret_abc_phase(vectors):
     """API packets are the same with a secret key; the push transport frames them with the auth
     packet exactly as PHP's Lib did on the wire."""
-    from gwgevent.push_client import PushTransport
+    from gwgevent.api.push import PushTransport
 
     phase = _phase(vectors, "secret_abc")
     address = phase["gateway_address"]
@@ -318,7 +318,7 @@ def test_secret_abc_phase(vectors):
 
 def test_abc_client_writes_live(vectors):
     """live_secret_abc.abc_client_writes: the 76-byte auth+query buffers a PHP client wrote."""
-    from gwgevent.push_client import PushTransport
+    from gwgevent.api.push import PushTransport
 
     writes = vectors["live_secret_abc"]["abc_client_writes"]
     buffers = [w for w in writes if w.get("packets")]
@@ -518,7 +518,7 @@ def test_get_api_resolution(monkeypatch):
     try:
         api_mod.configure(register_address=["127.0.0.1:1", "127.0.0.1:2"], secret_key="k")
         push = api_mod.get_api()
-        from gwgevent.push_client import GatewayClient
+        from gwgevent.api.push import GatewayClient
         assert isinstance(push, GatewayClient) and push.strict_client_id
         assert push.transport.registers == ["127.0.0.1:1", "127.0.0.1:2"]
         assert push.secret_key == "k"

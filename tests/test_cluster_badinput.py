@@ -19,7 +19,7 @@ from cluster import (eventually, equal_eventually, packet, read_reply, read_unti
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId
 from gwgevent.codec.phpserialize import loads
-from gwgevent.links import LINK_HEADROOM
+from gwgevent.cluster.links import LINK_HEADROOM
 from vectors import load_vectors
 
 MAX_PACKAGE = 10485760                      # the gateways' client max_package_size (default)

@@ -13,7 +13,7 @@ from vectors import load_vectors, php_value
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.gateway_protocol import decode, encode, long2ip
 from gwgevent.codec.phpserialize import dumps, loads
-from gwgevent.gateway_core import MAX_CONNECTION_ID, GatewayCore
+from gwgevent.cluster.gateway_core import MAX_CONNECTION_ID, GatewayCore
 
 
 # ------------------------------------------------------------------ fakes
@@ -254,7 +254,7 @@ def test_replay_lib_gateway_api_no_secret(caplog):
     for i, call in enumerate(phase['calls']):
         for ent in call.get('gateway_handled', []):
             caplog.clear()
-            with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+            with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
                 _check_entry(g, ent, '#%d %s' % (i, call['call']))
             if ent.get('gateway_stdout'):
                 # PHP echoes a diagnostic here: we log exactly one line instead
@@ -367,7 +367,7 @@ def test_send_to_all_variants(g, caplog):
     assert all(c.frames[-1] == b'RAW' for c in g.clients.values())
     # unreadable filter: PHP falls through to "everyone"; we do the same and log it
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         g.cmd(gp.CMD_SEND_TO_ALL, 'bad', ext_data='{nope')
     assert all(c.frames[-1] == ws_frame('bad') for c in g.clients.values())
     assert any('not valid JSON' in r.getMessage() for r in caplog.records)
@@ -416,7 +416,7 @@ def test_broadcast_with_real_websocket_codec(g):
 
 
 def test_uid_bind_rebind_unbind(g, caplog):
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         g.cmd(gp.CMD_BIND_UID, connection_id=1, ext_data='')
         g.cmd(gp.CMD_BIND_UID, connection_id=1, ext_data='0')
     assert len(caplog.records) == 2 and g.core.uid_index == {}
@@ -455,7 +455,7 @@ def test_non_utf8_uid_and_group(g):
 
 
 def test_groups(g, caplog):
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         for cmd in (gp.CMD_JOIN_GROUP, gp.CMD_LEAVE_GROUP, gp.CMD_UNGROUP):
             g.cmd(cmd, connection_id=1, ext_data='')
             g.cmd(cmd, connection_id=1, ext_data='0')
@@ -518,7 +518,7 @@ def test_select(g, caplog):
     v, raw = g.query(gp.CMD_SELECT, ext_data='{"where":[]}')  # no fields, no where: no rows
     assert raw == b'a:0:{}'
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         for bad in ('not json', '', '[]', '{}', '0'):
             assert g.query(gp.CMD_SELECT, ext_data=bad)[1] == b'a:0:{}'
     assert len(caplog.records) == 5
@@ -570,7 +570,7 @@ def test_sessions(g):
 def test_update_session_bad_input_logged(g, caplog):
     c = g.clients[1]
     c.session = b'a:1:{s:1:"k";i:1;}'
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         g.cmd(gp.CMD_UPDATE_SESSION, connection_id=1, ext_data='garbage')
         g.cmd(gp.CMD_UPDATE_SESSION, connection_id=1, ext_data='N;')
         c.session = b'i:5;'
@@ -614,7 +614,7 @@ def test_remove_client_cleans_indexes(g):
 
 
 def test_unknown_and_failing_commands_are_logged(g, caplog):
-    with caplog.at_level(logging.WARNING, logger='gwgevent.gateway'):
+    with caplog.at_level(logging.WARNING, logger='gwgevent.cluster.gateway'):
         assert g.cmd(99) == []
         assert g.cmd(gp.CMD_WORKER_CONNECT, '{}') == []
         assert g.cmd(gp.CMD_PING) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from gwgevent.codec import gateway_protocol as gp
-from gwgevent.links import GatewayLinkCodec
+from gwgevent.cluster.links import GatewayLinkCodec
 from gwgevent.protocols import DESTROY
 
 

@@ -17,7 +17,7 @@ import pytest
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId, encode_client_id
 from gwgevent.codec.phpserialize import dumps
-from gwgevent.push_client import (GatewayClient, GatewayTimeout, GatewayUnavailable,
+from gwgevent.api.push import (GatewayClient, GatewayTimeout, GatewayUnavailable,
                                   NoGatewayAddress, PushTransport, RegisterRejected,
                                   RegisterUnavailable)
 
@@ -460,7 +460,7 @@ def test_cooperative_under_gevent_monkey_patching():
         from gevent import monkey; monkey.patch_all()
         import gevent, json, struct, time, socket
         from gevent.server import StreamServer
-        from gwgevent.push_client import GatewayClient
+        from gwgevent.api.push import GatewayClient
         from gwgevent.codec.phpserialize import dumps
 
         def gw(sock, addr):

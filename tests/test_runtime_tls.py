@@ -117,9 +117,9 @@ def test_tls_handshake_then_silence_closed_by_handshake_timeout(app):
 def test_tls_layers_over_any_connection_class():
     """wss on a Gateway: its clients are ClientConnections with TLS in front, not bare
     TlsConnections (which broke every wss handshake on a Gateway)."""
-    from gwgevent.connection import TcpConnection
-    from gwgevent.gateway import ClientConnection
-    from gwgevent.tls import TlsConnection, tls_connection_class
+    from gwgevent.runtime.connection import TcpConnection
+    from gwgevent.cluster.gateway import ClientConnection
+    from gwgevent.runtime.tls import TlsConnection, tls_connection_class
     cls = tls_connection_class(ClientConnection)
     assert cls is tls_connection_class(ClientConnection)          # made once
     assert issubclass(cls, ClientConnection) and "session" in ClientConnection.__slots__

@@ -19,27 +19,27 @@ from typing import Any, Callable, Dict, List, Optional
 
 from greenlet import getcurrent
 
-from . import api as _api
-from ._version import VERSION
-from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
-from .codec import register_lines
-from .codec.client_id import encode_client_id
-from .codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
+from ..api import gateway_api as _api
+from .._version import VERSION
+from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
+from ..codec import register_lines
+from ..codec.client_id import encode_client_id
+from ..codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
                                      CMD_SET_SESSION, CMD_WORKER_CONNECT, CMD_CLOSE_DONE,
                                      FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_CLOSE_ACK,
                                      encode as encode_packet, hello_max_package_size,
                                      hello_packet, long2ip, parse_hello)
-from .codec.phpjson import json_encode
-from .codec.phpserialize import PhpSerializeError, dumps, loads
-from .connection import STATUS_ESTABLISHED, flush_pending
-from .context import Context, bind, unbind
+from ..codec.phpjson import json_encode
+from ..codec.phpserialize import PhpSerializeError, dumps, loads
+from ..runtime.connection import STATUS_ESTABLISHED, flush_pending
+from ..context import Context, bind, unbind
 from .links import LINK_HEADROOM, GatewayLinkCodec
-from .log import get_logger, log_once
-from .protocols import get_codec_class
-from .push_client import PushTransport
-from .timer import Timer
-from .worker import Worker
+from ..log import get_logger, log_once
+from ..protocols import get_codec_class
+from ..api.push import PushTransport
+from ..runtime.timer import Timer
+from ..runtime.worker import Worker
 
 __all__ = ["BusinessWorker"]
 

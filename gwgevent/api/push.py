@@ -9,7 +9,7 @@ No gevent needed. The stdlib ``socket``/``selectors``/``threading`` modules are 
 time, so in a gevent monkey-patched process the client is cooperative automatically (create it
 after patching, so its locks are gevent locks).
 
-    from gwgevent.push_client import GatewayClient
+    from gwgevent.api.push import GatewayClient
     gw = GatewayClient('127.0.0.1:1236', secret_key='')
     gw.send_to_uid('u1', 'hello')            # or gw.sendToUid(...)
     gw.get_all_client_id_count()
@@ -27,15 +27,15 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
-from .api import GatewayApi, GatewayApiError, NoGatewayError, auth_buffer, decode_reply
-from .codec.register_lines import addresses_from, parse_line, worker_connect_line
+from .gateway_api import GatewayApi, GatewayApiError, NoGatewayError, auth_buffer, decode_reply
+from ..codec.register_lines import addresses_from, parse_line, worker_connect_line
 
 __all__ = [
     "GatewayClient", "PushTransport", "GatewayClientError", "RegisterUnavailable",
     "RegisterRejected", "GatewayUnavailable", "GatewayTimeout", "NoGatewayAddress",
 ]
 
-log = logging.getLogger("gwgevent.push_client")
+log = logging.getLogger("gwgevent.api.push")
 
 _MAX_REGISTER_LINE = 10 * 1024 * 1024
 _CONNECT_IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN}
@@ -100,7 +100,7 @@ _transports: "weakref.WeakSet[PushTransport]" = weakref.WeakSet()
 
 
 class PushTransport:
-    """:class:`gwgevent.api.Transport` over blocking sockets + register lookup.
+    """:class:`gwgevent.api.gateway_api.Transport` over blocking sockets + register lookup.
 
     * ``addresses()``: ask the first register that answers, cache ``addresses_cache_ttl`` s
       (0 = ask every time, PHP ``addressesCacheDisable``).

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional
 import _socket
 from gevent import get_hub
 
-from .log import get_logger
+from ..log import get_logger
 
 __all__ = ["TcpConnection", "flush_pending", "STATUS_NAMES"]
 

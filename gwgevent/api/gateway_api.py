@@ -7,7 +7,7 @@ with the address of the gateway that answered). Two transports exist:
 * inside a BusinessWorker process: the worker's own gateway links (installed with
   :func:`install_transport` after fork); fire-and-forget commands go on the long connections,
   queries run in greenlets and never block other clients;
-* anywhere else (Flask, Django, cron, scripts): :class:`gwgevent.push_client.GatewayClient`, plain
+* anywhere else (Flask, Django, cron, scripts): :class:`gwgevent.api.push.GatewayClient`, plain
   blocking sockets plus a register lookup.
 
 Method names are snake_case; every PHP camelCase name (``sendToAll``, ``destoryClient``,
@@ -22,11 +22,11 @@ import os
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .context import current as _current_context
-from .codec import gateway_protocol as gp
-from .codec.client_id import InvalidClientId, decode_client_id, encode_client_id
-from .codec.phpjson import json_encode
-from .codec.phpserialize import PhpSerializeError, dumps, loads, php_array_key, php_string
+from ..context import current as _current_context
+from ..codec import gateway_protocol as gp
+from ..codec.client_id import InvalidClientId, decode_client_id, encode_client_id
+from ..codec.phpjson import json_encode
+from ..codec.phpserialize import PhpSerializeError, dumps, loads, php_array_key, php_string
 
 try:  # typing.Protocol exists on 3.8+, kept optional for clarity
     from typing import Protocol
@@ -40,7 +40,7 @@ __all__ = [
     "array_replace_recursive", "php_empty",
 ]
 
-log = logging.getLogger("gwgevent.api")
+log = logging.getLogger("gwgevent.api.gateway_api")
 
 
 class GatewayApiError(Exception):
@@ -933,7 +933,7 @@ def get_api() -> GatewayApi:
             return _installed
         if _push is not None and _push[0] == key:
             return _push[1]
-        from .push_client import GatewayClient  # late: push_client imports this module
+        from .push import GatewayClient  # late: push_client imports this module
         old = _push
         client = GatewayClient(config.register_address, config.secret_key,
                                connect_timeout=config.connect_timeout,

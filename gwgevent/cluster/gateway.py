@@ -14,22 +14,22 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from . import api as _api
-from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
-from .codec import register_lines
-from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
+from ..api import gateway_api as _api
+from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
+from ..codec import register_lines
+from ..codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_CLOSE_DONE, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
                                      CMD_PING, CMD_WORKER_CONNECT, FEATURES, FLAG_CLOSE_ACK,
                                      encode as encode_packet, hello_packet, parse_hello)
-from ._version import VERSION
-from .codec.phpjson import json_decode
-from .connection import STATUS_ESTABLISHED, TcpConnection
+from .._version import VERSION
+from ..codec.phpjson import json_decode
+from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
 from .links import LINK_HEADROOM, GatewayLinkCodec
-from .log import get_logger, log_once
-from .protocols import get_codec_class
-from .timer import Timer
-from .worker import Worker
+from ..log import get_logger, log_once
+from ..protocols import get_codec_class
+from ..runtime.timer import Timer
+from ..runtime.worker import Worker
 
 __all__ = ["Gateway", "ClientConnection"]
 

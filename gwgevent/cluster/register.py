@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from .codec import register_lines
-from .connection import TcpConnection
-from .log import get_logger
-from .worker import Worker
+from ..codec import register_lines
+from ..runtime.connection import TcpConnection
+from ..log import get_logger
+from ..runtime.worker import Worker
 
 __all__ = ["Register"]
 

@@ -14,7 +14,7 @@ import _socket
 
 from .connection import (STATUS_CLOSED, STATUS_CONNECTING, STATUS_ESTABLISHED, TcpConnection,
                          get_hub, make_stream_socket)
-from .log import get_logger
+from ..log import get_logger
 
 __all__ = ["AsyncTcpConnection", "LinkEvents"]
 
@@ -205,7 +205,7 @@ def keep_register_link(link: AsyncTcpConnection, who: str) -> None:
     in the log only once the register has been unreachable for a few seconds, so the start-up
     race (roles starting before the register) and a clean shutdown stay quiet."""
     if link.failing_since and time.monotonic() - link.failing_since >= 3.0:
-        from .log import log_once
+        from ..log import log_once
         log_once(log, "register-" + link.address, "%s: cannot reach the register at %s (%s); "
                  "retrying every second", who, link.address, link.connect_error)
     link.reconnect(1.0)

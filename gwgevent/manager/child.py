@@ -12,7 +12,7 @@ import sys
 import warnings
 from typing import Any
 
-from .log import get_logger, setup_logging
+from ..log import get_logger, setup_logging
 
 log = get_logger("child")
 
@@ -41,7 +41,7 @@ def run_child(worker: Any, worker_id: int) -> None:
     gevent.reinit()
     _switch_user(worker)
     worker._stop_event = gevent.event.Event()
-    from .worker import Worker
+    from ..runtime.worker import Worker
     Worker.current = worker
     _install_signal_handlers(worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
@@ -57,7 +57,7 @@ def run_child(worker: Any, worker_id: int) -> None:
     except Exception:
         log.exception("%s #%d: on_worker_stop failed", worker.name, worker_id)
     try:
-        from .connection import flush_pending
+        from ..runtime.connection import flush_pending
         flush_pending()
         sys.stdout.flush()
         sys.stderr.flush()

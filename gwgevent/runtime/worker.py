@@ -19,8 +19,8 @@ import _socket
 from greenlet import getcurrent, greenlet
 
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
-from .log import get_logger
-from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
+from ..log import get_logger
+from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
 
 __all__ = ["Worker", "parse_address", "CAMEL_ALIASES"]
@@ -171,7 +171,7 @@ class Worker:
             self._listener = None
 
     def _resolve_codec(self) -> Any:
-        from .protocols import get_codec_class
+        from ..protocols import get_codec_class
         scheme = self.scheme
         if self.transport == "ssl" and scheme == "wss":
             scheme = "websocket"
@@ -180,7 +180,7 @@ class Worker:
     # ------------------------------------------------------------ child side
     def run_child(self, worker_id: int) -> None:
         """Entry point of a forked child: serve until told to stop, then exit the process."""
-        from .child import run_child
+        from ..manager.child import run_child
         run_child(self, worker_id)
 
     def _start_serving(self) -> None:
@@ -245,7 +245,7 @@ class Worker:
 
     def _accept_pause(self, exc: OSError) -> None:
         """Out of file descriptors: stop accepting for a second instead of spinning."""
-        from .log import log_once
+        from ..log import log_once
         log_once(log, "accept-" + self.name, "%s: cannot accept on %s (%s); pausing accepts "
                  "for 1 s. Raise the open files limit (ulimit -n).", self.name, self.address, exc)
         self._accept_watcher.stop()
@@ -483,7 +483,7 @@ class Worker:
     # Workerman static-style entry point
     @staticmethod
     def run_all() -> None:
-        from .arbiter import run_all
+        from ..manager.arbiter import run_all
         run_all()
 
     runAll = run_all

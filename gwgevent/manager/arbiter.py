@@ -17,8 +17,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import child as child_mod
-from ._version import VERSION
-from .log import get_logger, setup_logging
+from .._version import VERSION
+from ..log import get_logger, setup_logging
 
 log = get_logger("master")
 
@@ -448,7 +448,7 @@ GLOBAL_START = False
 def run_all(argv: Optional[List[str]] = None, start_file: Optional[str] = None) -> None:
     """Run the command line against every Worker constructed so far (start.py or a start file)."""
     from .cli import main
-    from .worker import Worker
+    from ..runtime.worker import Worker
     if start_file is None:
         start_file = os.path.abspath(sys.argv[0])
     main(Worker._all, start_file, sys.argv[1:] if argv is None else argv)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from .codec.gateway_protocol import HEAD_LEN, PacketTooLarge, input_length, split_decode
-from .protocols._base import DESTROY, CodecBase
+from ..codec.gateway_protocol import HEAD_LEN, PacketTooLarge, input_length, split_decode
+from ..protocols._base import DESTROY, CodecBase
 
 __all__ = ["GatewayLinkCodec", "LINK_HEADROOM"]
 

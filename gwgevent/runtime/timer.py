@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from .log import get_logger
+from ..log import get_logger
 
 __all__ = ["Timer"]
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import struct
 
-from .codec import gateway_protocol as gp
-from .codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
+from ..codec import gateway_protocol as gp
+from ..codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
                                      HEAD_LEN, command_name, ip2long)
-from .codec.phpjson import json_decode
-from .codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
-from .api import php_empty
+from ..codec.phpjson import json_decode
+from ..codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
+from ..api.gateway_api import php_empty
 
 __all__ = ['GatewayCore', 'MAX_CONNECTION_ID']
 
@@ -91,7 +91,7 @@ def _ready_predicate(cls):
     if getattr(cls, 'name', None) == 'websocket' and not hasattr(cls, 'handshake_done') \
             and hasattr(cls, 'state'):
         try:
-            from .protocols.websocket import OPEN
+            from ..protocols.websocket import OPEN
         except ImportError:  # pragma: no cover
             OPEN = 1
         return lambda codec: getattr(codec, 'state', OPEN) == OPEN
@@ -107,7 +107,7 @@ def _is_php_array(v):
 
 class GatewayCore:
     def __init__(self, lan_ip: str, lan_port: int, gateway_port: int,
-                 log: logging.Logger = logging.getLogger('gwgevent.gateway')):
+                 log: logging.Logger = logging.getLogger('gwgevent.cluster.gateway')):
         self.lan_ip = lan_ip
         self.lan_port = lan_port
         self.gateway_port = gateway_port
