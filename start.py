@@ -13,9 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import gwgevent  # noqa: E402
-from gwgevent.manager import arbiter  # noqa: E402
 
-arbiter.GLOBAL_START = True
 for start_file in sorted(glob.glob(os.path.join(HERE, "Applications", "*", "start_*.py"))):
     # run_name is not '__main__', so the start file's own `run_all()` guard does not fire
     runpy.run_path(start_file, run_name="gwgevent_start")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .manager.arbiter import run_all
+from .manager.launcher import run_all
 from .runtime.connection import TcpConnection
 from .context import context
 from .runtime.timer import Timer

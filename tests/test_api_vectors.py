@@ -14,11 +14,12 @@ from collections import deque
 
 import pytest
 
-from gwgevent.api import gateway_api as api_mod
+from gwgevent.api import current as api_mod
 import sys
 
 import gwgevent.context  # noqa: F401  (the package attribute `context` is the proxy)
-from gwgevent.api.gateway_api import API_METHODS, GatewayApi, GatewayApiError, decode_reply
+from gwgevent.api.gateway_api import API_METHODS, GatewayApi, GatewayApiError, NoGatewayError
+from gwgevent.api.phpvalues import decode_reply
 from gwgevent.codec import gateway_protocol as gp
 from gwgevent.codec.client_id import InvalidClientId, encode_client_id
 from gwgevent.codec.phpserialize import dumps
@@ -508,7 +509,7 @@ def test_no_gateway_raises_for_queries():
         def addresses(self):
             return []
     api = GatewayApi(Empty("x"))
-    with pytest.raises(api_mod.NoGatewayError):
+    with pytest.raises(NoGatewayError):
         api.get_all_client_id_count()
 
 

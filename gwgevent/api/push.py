@@ -27,7 +27,8 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
-from .gateway_api import GatewayApi, GatewayApiError, NoGatewayError, auth_buffer, decode_reply
+from .gateway_api import GatewayApi, GatewayApiError, NoGatewayError
+from .phpvalues import auth_buffer, decode_reply
 from ..codec.register_lines import addresses_from, parse_line, worker_connect_line
 
 __all__ = [

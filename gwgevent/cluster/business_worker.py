@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from greenlet import getcurrent
 
-from ..api import gateway_api as _api
+from ..api import current as api_current
 from .._version import VERSION
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..codec import register_lines
@@ -162,7 +162,7 @@ class BusinessWorker(Worker):
         self._hub = get_hub()
         Timer.runner = self._run_job
         self._transport = WorkerTransport(self)
-        _api.install_transport(self._transport)
+        api_current.install_transport(self._transport)
         self._handler = self._load_handler()
         for name in ("on_connect", "on_message", "on_close", "on_websocket_connect",
                      "on_worker_start", "on_worker_stop", "on_worker_reload"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..api import gateway_api as _api
+from ..api.facade import GatewayFacade
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..codec import register_lines
 from ..codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
@@ -108,22 +108,7 @@ class _InnerServer(Worker):
         self.gateway._worker_link_drained(conn)
 
 
-class _GatewayMeta(type):
-    """`Gateway.register_address = ...` / `Gateway.secretKey = ...` at class level configure the
-    push-client side of the API, like PHP's `Gateway::$registerAddress`."""
-
-    _API_CONFIG = {"register_address": "register_address", "registerAddress": "register_address",
-                   "secret_key": "secret_key", "secretKey": "secret_key"}
-
-    def __setattr__(cls, name: str, value: Any) -> None:
-        key = _GatewayMeta._API_CONFIG.get(name)
-        if key is not None:
-            _api.configure(**{key: value})
-            return
-        super().__setattr__(name, value)
-
-
-class Gateway(Worker, metaclass=_GatewayMeta):
+class Gateway(Worker, GatewayFacade):
     """`Gateway('websocket://0.0.0.0:7272')` with GatewayWorker's properties and defaults."""
 
     _ALIASES = dict(
@@ -616,18 +601,3 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         row = super().status_row()
         row["listening"] = "%s (inner %s:%d)" % (self.listening, self.lan_ip, self.lan_port)
         return row
-
-
-def _api_static(name: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(_api.get_api(), name)(*args, **kwargs)
-    call.__name__ = name
-    call.__qualname__ = "Gateway." + name
-    call.__doc__ = getattr(_api.GatewayApi, name).__doc__
-    return call
-
-
-for _names in _api.API_METHODS:
-    _fn = staticmethod(_api_static(_names[0]))
-    for _n in _names:
-        type.__setattr__(Gateway, _n, _fn)

@@ -31,7 +31,7 @@ from ..codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT
                                      HEAD_LEN, command_name, ip2long)
 from ..codec.phpjson import json_decode
 from ..codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
-from ..api.gateway_api import php_empty
+from ..api.phpvalues import php_empty
 
 __all__ = ['GatewayCore', 'MAX_CONNECTION_ID']
 

@@ -277,7 +277,7 @@ class Arbiter:
                 for other in self.workers:
                     if other is not worker:
                         other.unlisten()
-                worker.run_child(wid)
+                child_mod.run_child(worker, wid)
             finally:
                 os._exit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -440,15 +440,3 @@ def _set_title(title: str) -> None:
         setproctitle.setproctitle(title)
     except ImportError:
         pass
-
-
-GLOBAL_START = False
-
-
-def run_all(argv: Optional[List[str]] = None, start_file: Optional[str] = None) -> None:
-    """Run the command line against every Worker constructed so far (start.py or a start file)."""
-    from .cli import main
-    from ..runtime.worker import Worker
-    if start_file is None:
-        start_file = os.path.abspath(sys.argv[0])
-    main(Worker._all, start_file, sys.argv[1:] if argv is None else argv)

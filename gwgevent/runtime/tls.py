@@ -8,7 +8,7 @@ greenlet per connection, no blocking handshake.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Dict
+from typing import Dict
 
 from .connection import READ_SIZE, TcpConnection, get_hub, log
 

@@ -178,11 +178,6 @@ class Worker:
         return get_codec_class(scheme, self.app_dir)
 
     # ------------------------------------------------------------ child side
-    def run_child(self, worker_id: int) -> None:
-        """Entry point of a forked child: serve until told to stop, then exit the process."""
-        from ..manager.child import run_child
-        run_child(self, worker_id)
-
     def _start_serving(self) -> None:
         """Called in the child once the hub exists: start accepting, run on_worker_start."""
         from gevent import get_hub
@@ -483,10 +478,23 @@ class Worker:
     # Workerman static-style entry point
     @staticmethod
     def run_all() -> None:
-        from ..manager.arbiter import run_all
-        run_all()
+        """Workerman's `Worker::runAll()`: the same as `gwgevent.run_all()`."""
+        if _launcher is None:
+            raise RuntimeError("no launcher: import gwgevent (its manager registers one)")
+        _launcher()
 
     runAll = run_all
+
+
+#: the process manager's run_all, registered by gwgevent.manager.launcher: the runtime cannot
+#: import the manager (imports only go down), so the manager hands itself over
+_launcher: Optional[Callable[[], None]] = None
+
+
+def set_launcher(run_all: Callable[[], None]) -> None:
+    """Register the function `Worker.run_all()` calls (the launcher's run_all)."""
+    global _launcher
+    _launcher = run_all
 
 
 def _alias(snake: str) -> property:
@@ -503,7 +511,9 @@ def _install_aliases(cls: type) -> None:
     PHP users' muscle memory works, and plain attribute writes stay fast (no __setattr__)."""
     for camel, snake in cls._ALIASES.items():
         if camel not in cls.__dict__:
-            setattr(cls, camel, _alias(snake))
+            # type.__setattr__: a role's metaclass may give class-level writes a meaning of its
+            # own (the Gateway facade's `Gateway.registerAddress = ...` configures the API)
+            type.__setattr__(cls, camel, _alias(snake))
 
 
 _install_aliases(Worker)

@@ -11,9 +11,7 @@ sys.path.insert(0, HERE)
 import _env  # noqa: E402,F401  (puts the repository on sys.path)
 
 import gwgevent  # noqa: E402
-from gwgevent.manager import arbiter  # noqa: E402
 
-arbiter.GLOBAL_START = True
 for start_file in sorted(glob.glob(os.path.join(HERE, "start_*.py"))):
     runpy.run_path(start_file, run_name="gwgevent_start")
 
