@@ -10,19 +10,12 @@ from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple
 from ..codec import gateway_protocol as gp
 from ..codec.client_id import InvalidClientId, decode_client_id
 from ..context import current as _current_context
+from .errors import GatewayApiError, NoGatewayError
 from .phpvalues import ext_bytes, json_bytes, php_empty, send_flag
 
 __all__ = ["Transport", "ApiBase", "GatewayApiError", "NoGatewayError", "InvalidClientId", "alias"]
 
 log = logging.getLogger("gwgevent.api")
-
-
-class GatewayApiError(Exception):
-    """Base class of every error raised by the Gateway API and its transports."""
-
-
-class NoGatewayError(GatewayApiError):
-    """No gateway address is known (nothing connected / the register lists none)."""
 
 
 class Transport(Protocol):

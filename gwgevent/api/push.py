@@ -27,7 +27,9 @@ import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
-from .gateway_api import GatewayApi, GatewayApiError, NoGatewayError
+from .errors import (GatewayClientError, GatewayTimeout, GatewayUnavailable, NoGatewayAddress,
+                     RegisterRejected, RegisterUnavailable)
+from .gateway_api import GatewayApi
 from .phpvalues import auth_buffer, decode_reply
 from ..codec.register_lines import addresses_from, parse_line, worker_connect_line
 
@@ -40,30 +42,6 @@ log = logging.getLogger("gwgevent.api.push")
 
 _MAX_REGISTER_LINE = 10 * 1024 * 1024
 _CONNECT_IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN}
-
-
-class GatewayClientError(GatewayApiError):
-    """Base class of the push client's errors (each message names the address involved)."""
-
-
-class RegisterUnavailable(GatewayClientError):
-    """No register could be asked: connection refused, timeout, or an unexpected answer."""
-
-
-class RegisterRejected(RegisterUnavailable):
-    """The register closed the connection without answering: secret_key mismatch."""
-
-
-class GatewayUnavailable(GatewayClientError):
-    """A gateway inner port could not be reached, or it closed the connection."""
-
-
-class GatewayTimeout(GatewayClientError, TimeoutError):
-    """Connecting to a gateway, or waiting for its reply, took longer than the timeout."""
-
-
-class NoGatewayAddress(GatewayClientError, NoGatewayError):
-    """The register answered with an empty gateway list."""
 
 
 def _split(address: str) -> Tuple[str, int]:

@@ -35,9 +35,9 @@ from ..codec.phpserialize import PhpSerializeError, dumps, loads
 from ..runtime.connection import STATUS_ESTABLISHED, flush_pending
 from ..context import Context, bind, unbind
 from .links import LINK_HEADROOM, GatewayLinkCodec
+from .worker_transport import WorkerTransport
 from ..log import get_logger, log_once
 from ..protocols import get_codec_class
-from ..api.push import PushTransport
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
 
@@ -56,62 +56,6 @@ _CAMEL = {"on_connect": "onConnect", "on_message": "onMessage", "on_close": "onC
           "on_worker_stop": "onWorkerStop", "on_worker_reload": "onWorkerReload"}
 _FROM_EVENT = object()   # context.old_session marker: "as decoded from the event"
 _HELLO = hello_packet(VERSION)
-
-
-class WorkerTransport(PushTransport):
-    """The API's transport inside a BusinessWorker: commands ride the worker's own gateway
-    links (batched with everything else), queries use separate cooperative sockets so a slow
-    gateway answer parks only the greenlet that asked."""
-
-    def __init__(self, bw: "BusinessWorker") -> None:
-        super().__init__(bw.register_address, bw.secret_key, persistent=True)
-        self.bw = bw
-
-    def addresses(self) -> List[str]:
-        return [a for a, link in self.bw.gateway_links.items()
-                if link._status == STATUS_ESTABLISHED]
-
-    def is_connected(self, address: str) -> bool:
-        link = self.bw.gateway_links.get(address)
-        return link is not None and link._status == STATUS_ESTABLISHED
-
-    def send(self, address: str, packet: bytes) -> bool:
-        """Queue a command on the link to `address`. Nothing is dropped for a full buffer:
-        the calling handler waits until the gateway has read what is queued (back-pressure).
-        False, with a log line, when the link is gone or the gateway could never take it."""
-        bw = self.bw
-        link = bw.gateway_links.get(address)
-        if link is None or link._status != STATUS_ESTABLISHED:
-            return False
-        limit = bw.gateway_packet_limit.get(address)
-        if limit and len(packet) > limit:
-            log_once(log, "gw-too-big-" + address, "worker %s #%d: a command of %d bytes is "
-                     "larger than gateway %s accepts (%d bytes, its max_package_size plus "
-                     "headers); not sent", bw.name, bw.id, len(packet), address, limit,
-                     interval=10.0)
-            return False
-        if link._out_size >= bw.send_to_gateway_buffer_size and \
-                not bw._wait_for_link(address, link):
-            return False
-        return link._write(packet, force=True)
-
-    def send_all(self, packet: bytes) -> None:
-        for address in self.addresses():
-            self.send(address, packet)
-
-    # queries go out on other sockets: first push what this worker already queued on its links,
-    # so e.g. bind_uid() followed by get_client_id_by_uid() sees the binding
-    def query(self, address: str, packet: bytes) -> Any:
-        flush_pending()
-        return super().query(address, packet)
-
-    def query_all(self, packet: bytes) -> Dict[str, Any]:
-        flush_pending()
-        return super().query_all(packet)
-
-    def query_many(self, packets: Dict[str, bytes]) -> Dict[str, Any]:
-        flush_pending()
-        return super().query_many(packets)
 
 
 class BusinessWorker(Worker):

@@ -25,6 +25,7 @@ from .._version import VERSION
 from ..codec.phpjson import json_decode
 from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
+from .client_connection import ClientConnection, PausedClients
 from .links import LINK_HEADROOM, GatewayLinkCodec
 from ..log import get_logger, log_once
 from ..protocols import get_codec_class
@@ -46,15 +47,6 @@ CLOSE_ACK_TIMEOUT = 5.0
 BACKPRESSURE_LOG_AFTER = 2.0
 
 
-class ClientConnection(TcpConnection):
-    """A client socket plus what the gateway keeps per client (session, uid, groups, ...).
-
-    `close_out` is None, or, while the gateway holds a protocol close back until the client's
-    worker has answered its earlier messages, the bytes the protocol wants to write last."""
-
-    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out")
-
-
 class _Link:
     """State of one inner-port connection (a BusinessWorker or a push client)."""
 
@@ -65,16 +57,6 @@ class _Link:
         self.worker_key = ""
         #: gwgevent extensions the peer announced in its hello (empty for a PHP worker)
         self.features: frozenset = frozenset()
-
-
-class _Paused:
-    """Clients not read while one worker link's send buffer is full, and since when."""
-
-    __slots__ = ("since", "clients")
-
-    def __init__(self) -> None:
-        self.since = time.monotonic()
-        self.clients: List[ClientConnection] = []
 
 
 class _InnerServer(Worker):
@@ -164,7 +146,7 @@ class Gateway(Worker, GatewayFacade):
         self._started_at = 0.0
         self._hello = b""
         #: worker link -> clients paused because that link's send buffer is full
-        self._paused_by_link: Dict[TcpConnection, _Paused] = {}
+        self._paused_by_link: Dict[TcpConnection, PausedClients] = {}
         #: connection id -> (client, deadline) for closes waiting on CMD_CLOSE_DONE
         self._closing: Dict[int, tuple] = {}
         self._closing_timer = 0
@@ -342,7 +324,7 @@ class Gateway(Worker, GatewayFacade):
         so the client's own TCP window throttles it."""
         paused = self._paused_by_link.get(link)
         if paused is None:
-            paused = self._paused_by_link[link] = _Paused()
+            paused = self._paused_by_link[link] = PausedClients()
         elif time.monotonic() - paused.since >= BACKPRESSURE_LOG_AFTER:
             log_once(log, "worker-buffer", "gateway %s:%d: worker %s is not keeping up (%d "
                      "bytes queued for it); pausing reads from its clients until it catches "
