@@ -193,3 +193,29 @@ def test_gateway_is_the_role_and_the_facade():
     role_names = {n for c in Gateway.__mro__ if c not in (GatewayFacade, object)
                   for n in vars(c)}
     assert not role_names & {n for n in vars(GatewayFacade) if not n.startswith("_")}
+
+
+def test_old_module_paths_and_lazy_package(tmp_path):
+    """Code written against the flat package still imports (one alias table), and importing
+    the push client does not load gevent or the server side."""
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from gwgevent import GatewayClient\n"
+        "assert 'gevent' not in sys.modules, sorted(m for m in sys.modules if 'gevent' in m)\n"
+        "assert not any(m.startswith('gwgevent.runtime') for m in sys.modules)\n"
+        "import gwgevent.gateway, gwgevent.cluster.gateway, gwgevent.push_client\n"
+        "assert gwgevent.gateway is gwgevent.cluster.gateway\n"
+        "assert gwgevent.gateway.__spec__.name == 'gwgevent.cluster.gateway'\n"
+        "from gwgevent.worker import Worker\n"
+        "from gwgevent.connection import TcpConnection\n"
+        "from gwgevent import Worker as W2, context\n"
+        "assert Worker is W2 and type(context).__name__ != 'module'\n"
+        "from gwgevent.push_client import GatewayClient as G2\n"
+        "assert G2 is GatewayClient\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=60,
+                         env=dict(__import__("os").environ, PYTHONPATH=str(PKG.parent)))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from ..api.phpvalues import php_empty
+from ..api.phpvalues import php_empty, php_values as _values
 from ..codec.phpjson import json_decode
 from ..codec.phpserialize import dumps, php_array_key
 
@@ -24,15 +24,6 @@ def _text(b: bytes):
         return b.decode('utf-8')
     except UnicodeDecodeError:
         return b
-
-
-def _values(x):
-    """What PHP's foreach ($x as $v) visits: list items, dict values, nothing else."""
-    if isinstance(x, list):
-        return x
-    if isinstance(x, dict):
-        return x.values()
-    return ()
 
 
 def _key_set(x):

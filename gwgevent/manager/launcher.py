@@ -11,7 +11,7 @@ from typing import List, Optional
 from ..runtime.worker import Worker, set_launcher
 from .cli import main
 
-__all__ = ["run_all"]
+__all__ = ["run_all", "Worker"]
 
 
 def run_all(argv: Optional[List[str]] = None, start_file: Optional[str] = None) -> None:

@@ -19,6 +19,7 @@ import _socket
 from gevent import get_hub
 
 from ..log import get_logger
+from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
 
 __all__ = ["TcpConnection", "flush_pending", "STATUS_NAMES"]
 
@@ -28,8 +29,6 @@ STATUS_INITIAL, STATUS_CONNECTING, STATUS_ESTABLISHED, STATUS_CLOSING, STATUS_CL
 STATUS_NAMES = {0: "INITIAL", 1: "CONNECTING", 2: "ESTABLISHED", 3: "CLOSING", 4: "CLOSED"}
 
 READ_SIZE = 65536
-CODEC_CLOSE = 1
-CODEC_DESTROY = 2
 
 _EV_READ = 1
 _EV_WRITE = 2
@@ -161,7 +160,7 @@ class TcpConnection:
             log.info("closing connection %s from %s:%s: %s", self.id, self.remote_ip,
                      self.remote_port, codec.error)
             codec.error = None
-        if closing == CODEC_CLOSE and self._status == STATUS_ESTABLISHED:
+        if closing == CODEC_CLOSE_AFTER_FLUSH and self._status == STATUS_ESTABLISHED:
             if self.worker._hold_close(self, out):
                 # the owner writes `out` and closes later, after replies it is still waiting
                 # for (the Gateway: the worker's answers to this client's earlier messages)
@@ -169,7 +168,7 @@ class TcpConnection:
                 return
             for chunk in out:
                 self._write(chunk, force=True)
-        if closing == CODEC_DESTROY:
+        if closing == CODEC_DESTROY_NOW:
             self.destroy()
         else:
             self._close_after_flush()

@@ -480,7 +480,8 @@ class Worker:
     def run_all() -> None:
         """Workerman's `Worker::runAll()`: the same as `gwgevent.run_all()`."""
         if _launcher is None:
-            raise RuntimeError("no launcher: import gwgevent (its manager registers one)")
+            raise RuntimeError("no launcher registered: use gwgevent.run_all() (or import Worker "
+                               "from gwgevent, which loads the launcher)")
         _launcher()
 
     runAll = run_all
