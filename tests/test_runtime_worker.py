@@ -298,3 +298,17 @@ def test_user_protocol_found_by_scheme(app):
         assert s.recv(10) == b""
     finally:
         s.close()
+
+
+def test_app_dir_is_the_start_files_folder():
+    """Roles built in a start file look for Events.py and Protocols/ next to that file, however
+    deep in the package the role's own constructor chain runs (a regression: after the layer
+    packages, BusinessWorker's app_dir pointed into gwgevent/cluster and the demo could not
+    import its Events module)."""
+    import os
+    from gwgevent import BusinessWorker, Gateway, Register, Worker
+    here = os.path.dirname(os.path.abspath(__file__))
+    for role in (Worker(_register=False), BusinessWorker(_register=False),
+                 Gateway("websocket://127.0.0.1:1", _register=False),
+                 Register("text://127.0.0.1:1", _register=False)):
+        assert role.app_dir == here, (type(role).__name__, role.app_dir)

@@ -544,7 +544,7 @@ def _rss_bytes() -> int:
 
 def _caller_dir() -> str:
     """Directory of the first frame outside the gwgevent package (the user's start file)."""
-    pkg = os.path.dirname(os.path.abspath(__file__))
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # gwgevent/
     frame = sys._getframe(1)
     while frame is not None:
         fn = os.path.abspath(frame.f_code.co_filename)
