@@ -1,8 +1,9 @@
-"""Real clusters for the cluster tests: the test app (tests/apps/cluster_app) is copied to a temp
-dir and started through its start files with `start -d` (a real master daemon with forked
-register / gateway / business worker children), on ports picked free at fixture time and handed
-over in GWT_* environment variables. Clients are real: websocket-client connections and raw
-TCP text-line sockets on 127.0.0.1, each read by its own thread.
+"""Real clusters for the cluster tests: a test app (tests/apps/cluster_app, or with
+`app="echo_cluster"` the echo cluster of tests/apps/echo_cluster) is copied to a temp dir and
+started through its start files with `start -d` (a real master daemon with forked register /
+gateway / business worker children), on ports picked free at fixture time and handed over in
+GWT_* environment variables. Clients are real: websocket-client connections and raw TCP
+text-line sockets on 127.0.0.1, each read by its own thread.
 
 Every wait is bounded. Teardown stops each master through the CLI, SIGKILLs whatever is left of
 its process group, and asserts that no port of the cluster is still bound. Temp dirs of a test
@@ -509,10 +510,17 @@ class Cluster:
 
     def __init__(self, *, ws_count: int = 1, text: bool = True, text_count: int = 1,
                  worker_count: int = 2, secret: str = "", heartbeat: bool = False,
-                 hold_timeout: float = 3.0, app: str = "cluster_app") -> None:
+                 hold_timeout: float = 3.0, app: str = "cluster_app",
+                 max_package_size: Optional[int] = None, tls: bool = False) -> None:
+        """`app`: the test app to run; only cluster_app answers the hello/command protocol the
+        Client classes speak, other apps (echo_cluster) are ready once every worker is linked.
+        `max_package_size` (GWT_MAX_PACKAGE) and `tls` (a self-signed certificate in
+        GWT_CERT / GWT_KEY) configure the echo cluster's websocket gateway."""
         sweep_stale_dirs()
         self.base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         (self.base / "owner.pid").write_text(str(os.getpid()))
+        self.app = app
+        self.tls = tls
         self.dir = self.base / app
         shutil.copytree(APPS / app, self.dir,
                         ignore=shutil.ignore_patterns("__pycache__", "gwgevent.*"))
@@ -548,6 +556,12 @@ class Cluster:
             env.update({"GWT_TEXT_PORT": str(self.text_port),
                         "GWT_TEXT_START_PORT": str(self.text_inner[0]),
                         "GWT_TEXT_COUNT": str(text_count)})
+        if max_package_size:
+            env["GWT_MAX_PACKAGE"] = str(max_package_size)
+        if tls:
+            from helpers import make_self_signed
+            cert, key = make_self_signed(str(self.base))
+            env.update({"GWT_CERT": cert, "GWT_KEY": key})
         if heartbeat:
             env.update({"GWT_HB1_PORT": str(self.hb1_port),
                         "GWT_HB1_START_PORT": str(self.hb1_inner),
@@ -562,6 +576,10 @@ class Cluster:
         self.check_log = True
 
     # --- addresses
+    @property
+    def ws_url(self) -> str:
+        return "%s://127.0.0.1:%d/" % ("wss" if self.tls else "ws", self.ws_port)
+
     @property
     def register_address(self) -> str:
         return "127.0.0.1:%d" % self.register_port
@@ -657,11 +675,49 @@ class Cluster:
                 return False
         eventually(listed, timeout, interval=0.1, what="register lists %d gateways" % want)
 
+    def linked_workers(self) -> Dict[int, set]:
+        """inner port -> pids of this cluster's processes holding an established TCP connection
+        to it: the BusinessWorkers' links (a gateway's accepted ends have it as local port)."""
+        inodes: Dict[str, int] = {}
+        for pid in self.child_pids():
+            try:
+                for fd in os.listdir("/proc/%d/fd" % pid):
+                    target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                    if target.startswith("socket:["):
+                        inodes[target[8:-1]] = pid
+            except OSError:
+                continue
+        inner = {int(a.rsplit(":", 1)[1]) for a in self.inner_addresses}
+        out: Dict[int, set] = {p: set() for p in inner}
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                remote = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote in inner and fields[9] in inodes:
+                    out[remote].add(inodes[fields[9]])
+        return out
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Register knows every gateway, and every count=1 public port answers a new client
-        from each of the workers (least-connections alternates once all are linked)."""
+        from each of the workers (least-connections alternates once all are linked). Apps
+        without the hello protocol: every worker is linked to every gateway, and (plain ws)
+        a message comes back."""
         deadline = time.monotonic() + timeout
         self.wait_registered(timeout=timeout)
+        if self.app != "cluster_app":
+            eventually(lambda: all(len(pids) == self.worker_count
+                                   for pids in self.linked_workers().values()),
+                       max(1.0, deadline - time.monotonic()), 0.1,
+                       what="%d workers linked to every gateway" % self.worker_count)
+            if not self.tls:
+                ws = websocket.create_connection(self.ws_url, timeout=5)
+                try:
+                    ws.send("ready?")
+                    assert ws.recv() == "ready?", "the echo cluster does not echo"
+                finally:
+                    ws.close()
+            return
         targets = [(WsClient, self.ws_port, self.ws_count)]
         if self.text_port:
             targets.append((TextClient, self.text_port, self.text_count))

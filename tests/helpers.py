@@ -10,6 +10,7 @@
   listening port is left behind.
 * small clients: `ws_connect()` (websocket-client), `LineClient` (text protocol),
   `raw_ws_handshake()` / `read_http_response()` / `read_ws_frame()` (raw sockets for bad input).
+* `make_self_signed(dir)`: a certificate + key for 127.0.0.1 (the wss tests).
 
 Nothing here sleeps unboundedly: every wait has a deadline and fails with what it waited for.
 """
@@ -376,6 +377,36 @@ def module_app(tmp_path_factory: Any, name: str, start: str, env: Dict[str, Any]
     finally:
         problems = app.cleanup()
     assert not problems, "; ".join(problems)
+
+
+# ---------------------------------------------------------------------------- TLS
+def make_self_signed(directory: str) -> "tuple[str, str]":
+    """A self-signed EC certificate for 127.0.0.1 (valid one day) and its key, written as
+    cert.pem / key.pem in `directory`; returns their paths. Needs `cryptography`."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 # ---------------------------------------------------------------------------- clients

@@ -1,8 +1,11 @@
 """Summarise an Autobahn|Testsuite fuzzingclient report (reports/index.json).
 
-Prints one line `autobahn: N cases, OK a, NON-STRICT b, FAILED c, UNCLEAN d, INFORMATIONAL e`
-(+ UNIMPLEMENTED when present) and lists every case that is not acceptable. Exit status 1 when
-any case is not OK/INFORMATIONAL/UNIMPLEMENTED (the behaviour or the close behaviour).
+    python summarize.py [reports/index.json] [LABEL]
+
+Prints one line `autobahn[LABEL]: N cases, OK a, NON-STRICT b, FAILED c, UNCLEAN d,
+INFORMATIONAL e` (`autobahn:` without a label; + UNIMPLEMENTED when present) and lists every
+case that is not acceptable. Exit status 1 when any case is not OK/INFORMATIONAL/UNIMPLEMENTED
+(the behaviour or the close behaviour).
 """
 import json
 import sys
@@ -15,7 +18,7 @@ def case_key(case_id):
     return tuple(int(p) if p.isdigit() else p for p in case_id.split("."))
 
 
-def main(path):
+def main(path, label=""):
     with open(path) as f:
         index = json.load(f)
     counts = Counter()
@@ -32,9 +35,9 @@ def main(path):
             if verdict not in ACCEPTABLE:
                 bad.append("  %s %s: behavior %s, close %s" % (agent, case_id, behavior, close))
     total = sum(counts.values())
-    line = ("autobahn: %d cases, OK %d, NON-STRICT %d, FAILED %d, UNCLEAN %d, INFORMATIONAL %d"
-            % (total, counts["OK"], counts["NON-STRICT"], counts["FAILED"], counts["UNCLEAN"],
-               counts["INFORMATIONAL"]))
+    line = ("autobahn%s: %d cases, OK %d, NON-STRICT %d, FAILED %d, UNCLEAN %d, INFORMATIONAL %d"
+            % ("[%s]" % label if label else "", total, counts["OK"], counts["NON-STRICT"],
+               counts["FAILED"], counts["UNCLEAN"], counts["INFORMATIONAL"]))
     if counts["UNIMPLEMENTED"]:
         line += ", UNIMPLEMENTED %d" % counts["UNIMPLEMENTED"]
     other = set(counts) - {"OK", "NON-STRICT", "FAILED", "UNCLEAN", "INFORMATIONAL",
@@ -48,4 +51,5 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "tests/.autobahn/reports/index.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "tests/.autobahn/reports/index.json",
+                  sys.argv[2] if len(sys.argv) > 2 else ""))
