@@ -19,12 +19,13 @@ from .async_connection import AsyncTcpConnection, LinkEvents, keep_register_link
 from .codec import register_lines
 from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
                                      CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
-                                     CMD_WORKER_CONNECT, encode as encode_packet, hello_packet,
-                                     parse_hello)
+                                     CMD_WORKER_CONNECT, CMD_WORKER_DRAIN, CMD_WORKER_DRAINED,
+                                     encode as encode_packet, hello_packet, parse_hello)
 from ._version import VERSION
 from .codec.phpjson import json_decode
 from .connection import TcpConnection
 from .gateway_core import GatewayCore
+from .gateway_suspend import DRAINING, UNRESPONSIVE, Suspension
 from .links import GatewayLinkCodec
 from .log import get_logger, log_once
 from .protocols import get_codec_class
@@ -41,6 +42,9 @@ REGISTER_PING_INTERVAL = 25.0
 WORKER_PING_INTERVAL = 25.0
 _DROPPED = "\0dropped"
 _HELLO = hello_packet(VERSION)
+_PING = encode_packet(CMD_PING)
+_DRAIN_ACK = encode_packet(CMD_WORKER_DRAIN)
+_DRAIN_CMDS = frozenset((CMD_WORKER_DRAIN, CMD_WORKER_DRAINED))
 
 
 class ClientConnection(TcpConnection):
@@ -52,13 +56,15 @@ class ClientConnection(TcpConnection):
 class _Link:
     """State of one inner-port connection (a BusinessWorker or a push client)."""
 
-    __slots__ = ("authorized", "worker_key", "features")
+    __slots__ = ("authorized", "worker_key", "features", "last_pong")
 
     def __init__(self, authorized: bool) -> None:
         self.authorized = authorized
         self.worker_key = ""
         #: gwgevent extensions the peer announced in its hello (empty for a PHP worker)
         self.features: frozenset = frozenset()
+        #: when the worker last answered a ping (or greeted us)
+        self.last_pong = 0.0
 
 
 class _InnerServer(Worker):
@@ -118,6 +124,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
 
     ROUTER_LEAST_CONNECTIONS = ROUTER_LEAST_CONNECTIONS
     ROUTER_RANDOM = ROUTER_RANDOM
+    #: one inner port per process id: a replacement cannot start before the old one has gone
+    reload_overlap = False
     #: like PHP's static Gateway::$selectLoadBalancingMode
     select_load_balancing_mode = ROUTER_LEAST_CONNECTIONS
 
@@ -142,6 +150,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.hold_timeout = 3.0
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
+        #: a gwgevent worker that has not answered pings for this long gets no new clients, and
+        #: the events of its clients wait (up to the worker's loop_timeout, when its watchdog
+        #: ends it) instead of piling up in a hung process; 0 turns the check off
+        self.worker_ping_timeout = 3.0
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -155,6 +167,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self._deferred: List[tuple] = []
         self._register_links: List[AsyncTcpConnection] = []
         self._started_at = 0.0
+        #: worker key -> its suspended link and the events waiting for it (gateway_suspend.py)
+        self._suspended: Dict[str, Suspension] = {}
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -175,6 +189,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             Timer.add(period, self._ping_tick)
         if self.lan_ip != "127.0.0.1":
             Timer.add(WORKER_PING_INTERVAL, self._ping_workers)
+        if float(self.worker_ping_timeout or 0) > 0:
+            Timer.add(float(self.worker_ping_timeout) / 3.0, self._check_workers_alive)
         super()._start_serving()
 
     def _inner_bind_host(self) -> str:
@@ -306,6 +322,9 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         if conn.worker_key is _DROPPED:
             return
         packet = self.core.encode_event(cmd, conn, body)
+        if self._suspended and conn.worker_key in self._suspended:
+            self._suspended[conn.worker_key].hold(conn, packet)
+            return
         if conn.id in self._held:
             self._hold(conn, packet)
             return
@@ -422,7 +441,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             elif cmd == CMD_PING:
                 if pkt.body:
                     state.features = parse_hello(pkt.body)
+                self._pong(link, state)
                 continue
+            elif cmd in _DRAIN_CMDS:
+                self._worker_drain(link, state, cmd)
             else:
                 handle(pkt, reply)
             if link._status >= 3:
@@ -451,6 +473,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         if data is None:
             return
         key = "%s:%s" % (link.remote_ip, data.get("worker_key", ""))
+        if key in self._suspended:
+            self._release(key, close=True)     # its old, suspended link: replaced
         old = self.worker_conns.get(key)
         if old is not None and old is not link:
             log.warning("gateway %s:%d: worker %s connected again; closing its old link "
@@ -477,11 +501,121 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             self._lc.pop(key, None)
             if self.on_business_worker_close is not None:
                 self._call_user(self.on_business_worker_close, link)
+        elif key in self._suspended and self._suspended[key].link is link:
+            self._suspended_link_closed(link, key)
 
     def _ping_workers(self) -> None:
         packet = encode_packet(CMD_PING)
         for link in list(self.worker_conns.values()):
             link._write(packet)
+
+    # ------------------------------------------------------------ suspended worker links
+    def _worker_drain(self, link: TcpConnection, state: _Link, cmd: int) -> None:
+        """The drain handshake (gateway_protocol.CMD_WORKER_DRAIN): stop routing to the worker
+        and answer, so it knows nothing follows; on CMD_WORKER_DRAINED every event it got is
+        handled and answered, so its clients' waiting events go to the other workers."""
+        key = state.worker_key
+        susp = self._suspended.get(key) if key else None
+        routed = bool(key) and (self.worker_conns.get(key) is link or
+                                (susp is not None and susp.link is link))
+        if cmd == CMD_WORKER_DRAIN:
+            if routed:
+                self._suspend(link, key, DRAINING)
+            link._write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
+            return
+        if not routed:
+            return
+        if susp is not None:
+            self._release(key)
+        state.worker_key = ""          # this link is no worker's any more; it closes next
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _suspend(self, link: TcpConnection, key: str, reason: str) -> None:
+        """Route nothing to this link for now: no new clients, its clients' events wait."""
+        if self.worker_conns.get(key) is link:
+            del self.worker_conns[key]
+            self._lc.pop(key, None)
+        susp = self._suspended.get(key)
+        if susp is not None and susp.link is link:
+            susp.reason = reason
+            return
+        if susp is not None:
+            self._release(key, close=True)
+        self._suspended[key] = Suspension(link, key, reason)
+
+    def _release(self, key: str, close: bool = False) -> None:
+        """End a suspension: its clients forget the worker, their waiting events go (in order)
+        to the workers the router picks now, or to the no-worker hold."""
+        susp = self._suspended.pop(key)
+        for conn, packets in susp.take():
+            if conn.worker_key == key:
+                conn.worker_key = None
+            for packet in packets:
+                self._route_held(conn, packet)
+            if conn._status >= 3 and conn.worker_key in self._lc:
+                self._lc[conn.worker_key] -= 1     # closed while waiting (see _flush_held)
+        if close:
+            susp.link.context.worker_key = ""
+            susp.link.close()
+
+    def _route_held(self, conn: ClientConnection, packet: bytes) -> None:
+        if conn.id not in self._held:
+            wc = self._route(conn, CMD_ON_MESSAGE, b"")
+            if wc is not None:
+                wc._write(packet)
+                return
+        self._hold(conn, packet)
+
+    def _resume(self, key: str) -> None:
+        """An unresponsive worker answers again: route to it as before, waiting events first."""
+        susp = self._suspended.pop(key)
+        link = susp.link
+        self.worker_conns[key] = link
+        self._lc[key] = sum(1 for c in self.core.connections.values() if c.worker_key == key)
+        held = susp.count
+        for conn, packets in susp.take():
+            for packet in packets:
+                link._write(packet, force=True)
+        log.warning("gateway %s:%d: worker %s answers again after %.1f s; %d waiting event(s) "
+                    "sent on", self.lan_ip, self.lan_port, key, time.monotonic() - susp.since,
+                    held)
+
+    def _suspended_link_closed(self, link: TcpConnection, key: str) -> None:
+        susp = self._suspended[key]
+        if susp.reason == UNRESPONSIVE:
+            log.warning("gateway %s:%d: worker %s went away without answering again; %d waiting "
+                        "event(s) of %d client(s) go to other workers", self.lan_ip,
+                        self.lan_port, key, susp.count, len(susp.held))
+        self._release(key)
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _pong(self, link: TcpConnection, state: _Link) -> None:
+        state.last_pong = time.monotonic()
+        susp = self._suspended.get(state.worker_key) if state.worker_key else None
+        if susp is not None and susp.link is link and susp.reason == UNRESPONSIVE:
+            self._resume(state.worker_key)
+
+    def _check_workers_alive(self) -> None:
+        """Ping every worker that answers pings ("pong" feature); one that has not answered for
+        worker_ping_timeout is suspended (see gateway_suspend.py) until it answers or goes."""
+        now = time.monotonic()
+        timeout = float(self.worker_ping_timeout)
+        for key, link in list(self.worker_conns.items()):
+            state = link.context
+            if "pong" not in state.features:
+                continue
+            if now - state.last_pong > timeout:
+                self._suspend(link, key, UNRESPONSIVE)
+                log.warning("gateway %s:%d: worker %s has not answered pings for %.1f s; new "
+                            "clients go to other workers, its clients' events wait for it",
+                            self.lan_ip, self.lan_port, key, now - state.last_pong)
+            else:
+                link._write(_PING)
+        for susp in list(self._suspended.values()):
+            if susp.reason == UNRESPONSIVE:
+                susp.link._write(_PING)
 
     # ------------------------------------------------------------ heartbeat
     def _ping_tick(self) -> None:
