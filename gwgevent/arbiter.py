@@ -311,6 +311,7 @@ class Arbiter:
         if slot is None:
             return
         self.failing.pop(slot, None)
+        self.logged.pop(self.workers[slot[0]].name, None)    # healthy again: news next time
         if self.reloading is not None:
             self.reloading.on_ready(self, pid)
 
@@ -595,7 +596,6 @@ class Arbiter:
                     plan.append((slot, self.slots.get(slot)))
                 elif slot in self.slots:
                     self.kill(self.slots[slot], sig)   # runs on_worker_reload, keeps serving
-        self.logged.clear()
         self.reloading = RollingReload(self.reload_seq, graceful, plan)
         self.write_reload_result(self.reloading)
 

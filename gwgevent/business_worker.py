@@ -214,6 +214,9 @@ class BusinessWorker(Worker):
             link.cancel()
         self._register_links = []
         self._addresses = []
+        if self._ready_timer is not None:
+            self._ready_timer.stop()
+            self._ready_timer = None
         import gevent
         gevent.spawn(self._finish_and_stop, graceful)
 
@@ -371,7 +374,7 @@ class BusinessWorker(Worker):
         """Tell the master we serve (notify.ready) once linked to every gateway the register
         listed: a gwgevent gateway has greeted us (it routes to us from then on), a PHP gateway
         has been linked for HELLO_WAIT."""
-        if self._ready_timer is None or not self._listed or self.stopping:
+        if self._ready_timer is None or not self._listed:
             return
         now = time.monotonic()
         for address in self._addresses:

@@ -151,9 +151,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
         #: a gwgevent worker that has not answered pings for this long gets no new clients, and
-        #: the events of its clients wait (up to the worker's loop_timeout, when its watchdog
-        #: ends it) instead of piling up in a hung process; 0 turns the check off
-        self.worker_ping_timeout = 3.0
+        #: the events of its clients wait (until it answers again, or its watchdog ends it after
+        #: loop_timeout) instead of piling up in a hung process, where they would be lost with
+        #: it. Waiting loses nothing, so the bound is short; 0 turns the check off
+        self.worker_ping_timeout = 1.0
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -505,9 +506,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             self._suspended_link_closed(link, key)
 
     def _ping_workers(self) -> None:
-        packet = encode_packet(CMD_PING)
         for link in list(self.worker_conns.values()):
-            link._write(packet)
+            link._write(_PING)
 
     # ------------------------------------------------------------ suspended worker links
     def _worker_drain(self, link: TcpConnection, state: _Link, cmd: int) -> None:

@@ -21,8 +21,8 @@ from typing import List, Optional, Tuple
 
 __all__ = ["arm", "DumpFile", "describe"]
 
-#: how often the loop re-arms the alarm (seconds); detection happens loop_timeout after the last
-#: re-arm, i.e. at most loop_timeout after the loop stopped
+#: how often the loop re-arms the alarm (seconds): a stalled loop is caught between loop_timeout
+#: and loop_timeout + REARM_INTERVAL after it stopped
 REARM_INTERVAL = 1.0
 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
@@ -34,12 +34,15 @@ def arm(loop_timeout: float, fd: int) -> None:
     from gevent import get_hub
     if not loop_timeout or loop_timeout <= 0 or fd < 0:
         return
+    interval = min(REARM_INTERVAL, loop_timeout / 4.0)
+    # the last re-arm happened up to `interval` before the loop stopped: count that in, so the
+    # alarm never fires before the loop has been still for loop_timeout
+    after = loop_timeout + interval
 
     def rearm() -> None:
-        faulthandler.dump_traceback_later(loop_timeout, exit=True, file=fd)
+        faulthandler.dump_traceback_later(after, exit=True, file=fd)
 
     rearm()
-    interval = min(REARM_INTERVAL, loop_timeout / 4.0)
     timer = get_hub().loop.timer(interval, interval)
     timer.start(rearm)
     # not a reason to keep the loop alive on its own
