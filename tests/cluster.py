@@ -509,7 +509,9 @@ class Cluster:
 
     def __init__(self, *, ws_count: int = 1, text: bool = True, text_count: int = 1,
                  worker_count: int = 2, secret: str = "", heartbeat: bool = False,
-                 hold_timeout: float = 3.0, app: str = "cluster_app") -> None:
+                 hold_timeout: float = 3.0, app: str = "cluster_app",
+                 env: Optional[Dict[str, Any]] = None) -> None:
+        env_extra = env
         sweep_stale_dirs()
         self.base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         (self.base / "owner.pid").write_text(str(os.getpid()))
@@ -544,6 +546,8 @@ class Cluster:
             "GWT_WORKER_COUNT": str(worker_count),
             "GWT_HOLD_TIMEOUT": str(float(hold_timeout)),
         })
+        # more settings of the app (GWT_LOOP_TIMEOUT, GWT_GRACEFUL_TIMEOUT, ...)
+        env.update({"GWT_" + k: str(v) for k, v in (env_extra or {}).items()})
         if text:
             env.update({"GWT_TEXT_PORT": str(self.text_port),
                         "GWT_TEXT_START_PORT": str(self.text_inner[0]),
