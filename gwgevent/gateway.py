@@ -577,9 +577,9 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         for conn, packets in susp.take():
             for packet in packets:
                 link._write(packet, force=True)
-        log.warning("gateway %s:%d: worker %s answers again after %.1f s; %d waiting event(s) "
-                    "sent on", self.lan_ip, self.lan_port, key, time.monotonic() - susp.since,
-                    held)
+        log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
+                 "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
+                 time.monotonic() - susp.since, held)
 
     def _suspended_link_closed(self, link: TcpConnection, key: str) -> None:
         susp = self._suspended[key]
@@ -608,9 +608,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
                 continue
             if now - state.last_pong > timeout:
                 self._suspend(link, key, UNRESPONSIVE)
-                log.warning("gateway %s:%d: worker %s has not answered pings for %.1f s; new "
-                            "clients go to other workers, its clients' events wait for it",
-                            self.lan_ip, self.lan_port, key, now - state.last_pong)
+                # once a minute per worker: a worker that is only slow at times must not flood
+                log_once(log, "silent-" + key, "gateway %s:%d: worker %s has not answered pings "
+                         "for %.1f s; new clients go to other workers, its clients' events wait "
+                         "for it", self.lan_ip, self.lan_port, key, now - state.last_pong)
             else:
                 link._write(_PING)
         for susp in list(self._suspended.values()):

@@ -22,7 +22,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-__all__ = ["ready", "failed", "report", "attach", "Channel"]
+__all__ = ["ready", "failed", "report", "attach", "attached", "Channel"]
 
 #: the pipe's write end in a child (set by the arbiter after fork), None elsewhere
 _fd: Optional[int] = None
