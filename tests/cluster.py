@@ -511,11 +511,14 @@ class Cluster:
     def __init__(self, *, ws_count: int = 1, text: bool = True, text_count: int = 1,
                  worker_count: int = 2, secret: str = "", heartbeat: bool = False,
                  hold_timeout: float = 3.0, app: str = "cluster_app",
-                 max_package_size: Optional[int] = None, tls: bool = False) -> None:
+                 max_package_size: Optional[int] = None, tls: bool = False,
+                 env: Optional[Dict[str, Any]] = None) -> None:
         """`app`: the test app to run; only cluster_app answers the hello/command protocol the
         Client classes speak, other apps (echo_cluster) are ready once every worker is linked.
         `max_package_size` (GWT_MAX_PACKAGE) and `tls` (a self-signed certificate in
-        GWT_CERT / GWT_KEY) configure the echo cluster's websocket gateway."""
+        GWT_CERT / GWT_KEY) configure the echo cluster's websocket gateway; `env` adds GWT_*
+        variables (keys without the prefix)."""
+        env_extra = env
         sweep_stale_dirs()
         self.base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         (self.base / "owner.pid").write_text(str(os.getpid()))
@@ -552,6 +555,8 @@ class Cluster:
             "GWT_WORKER_COUNT": str(worker_count),
             "GWT_HOLD_TIMEOUT": str(float(hold_timeout)),
         })
+        # more settings of the app (GWT_LOOP_TIMEOUT, GWT_GRACEFUL_TIMEOUT, ...)
+        env.update({"GWT_" + k: str(v) for k, v in (env_extra or {}).items()})
         if text:
             env.update({"GWT_TEXT_PORT": str(self.text_port),
                         "GWT_TEXT_START_PORT": str(self.text_inner[0]),

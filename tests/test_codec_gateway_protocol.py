@@ -257,3 +257,13 @@ def test_gwgevent_hello_round_trip():
     assert gp.CMD_CLOSE_DONE not in gp.COMMAND_NAMES
     assert gp.command_name(gp.CMD_CLOSE_DONE) == 'CMD_CLOSE_DONE'
     assert not (gp.FLAG_BINARY | gp.FLAG_CLOSE_ACK) & (FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE)
+
+
+def test_drain_extension_codes():
+    """The drain handshake's codes are gwgevent extensions, outside PHP's command set."""
+    for code, name in ((gp.CMD_WORKER_DRAIN, 'CMD_WORKER_DRAIN'),
+                       (gp.CMD_WORKER_DRAINED, 'CMD_WORKER_DRAINED')):
+        assert code not in gp.COMMAND_NAMES
+        assert gp.EXTENSION_NAMES[code] == name == gp.command_name(code)
+    assert (gp.CMD_WORKER_DRAIN, gp.CMD_WORKER_DRAINED) == (211, 212)
+    assert {'drain', 'pong'} <= gp.FEATURES

@@ -21,25 +21,27 @@ from greenlet import getcurrent
 
 from ..api import current as api_current
 from .._version import VERSION
-from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..codec import register_lines
 from ..codec.client_id import encode_client_id
-from ..codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE, CMD_ON_CONNECT,
-                                     CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT, CMD_PING,
-                                     CMD_SET_SESSION, CMD_WORKER_CONNECT, CMD_CLOSE_DONE,
-                                     FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_CLOSE_ACK,
+from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE,
+                                     CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
+                                     CMD_PING, CMD_SET_SESSION, CMD_WORKER_CONNECT,
+                                     CMD_WORKER_DRAIN, CMD_WORKER_DRAINED, FLAG_BINARY,
+                                     FLAG_BODY_IS_SCALAR, FLAG_CLOSE_ACK,
                                      encode as encode_packet, hello_max_package_size,
                                      hello_packet, long2ip, parse_hello)
 from ..codec.phpjson import json_encode
 from ..codec.phpserialize import PhpSerializeError, dumps, loads
-from ..runtime.connection import STATUS_ESTABLISHED, flush_pending
 from ..context import Context, bind, unbind
-from .links import LINK_HEADROOM, GatewayLinkCodec
-from .worker_transport import WorkerTransport
 from ..log import get_logger, log_once
 from ..protocols import get_codec_class
+from ..runtime import notify
+from ..runtime.connection import STATUS_CLOSED, STATUS_ESTABLISHED, flush_pending
+from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
+from .links import LINK_HEADROOM, GatewayLinkCodec
+from .worker_transport import WorkerTransport
 
 __all__ = ["BusinessWorker"]
 
@@ -56,10 +58,17 @@ _CAMEL = {"on_connect": "onConnect", "on_message": "onMessage", "on_close": "onC
           "on_worker_stop": "onWorkerStop", "on_worker_reload": "onWorkerReload"}
 _FROM_EVENT = object()   # context.old_session marker: "as decoded from the event"
 _HELLO = hello_packet(VERSION)
+_PONG = encode_packet(CMD_PING)
+_DRAIN = encode_packet(CMD_WORKER_DRAIN)
+_DRAINED = encode_packet(CMD_WORKER_DRAINED)
+#: a PHP gateway never greets: once linked this long without a hello, count it as linked
+HELLO_WAIT = 1.0
 
 
 class BusinessWorker(Worker):
     """`BusinessWorker()`: connects to every register and every gateway, runs `event_handler`."""
+
+    stop_order = 1
 
     _ALIASES = dict(
         Worker._ALIASES, registerAddress="register_address", eventHandler="event_handler",
@@ -97,6 +106,10 @@ class BusinessWorker(Worker):
         #: gateway address -> largest packet its inner port accepts (from its hello)
         self.gateway_packet_limit: Dict[str, int] = {}
         self._link_waiters: Dict[str, Any] = {}   # address -> gevent Event set on drain
+        self._listed = False                      # a register sent the gateway list
+        self._linked_at: Dict[str, float] = {}    # gateway address -> when its link came up
+        self._ready_timer: Any = None
+        self._drained: set = set()                # gateways that answered CMD_WORKER_DRAIN
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -120,6 +133,8 @@ class BusinessWorker(Worker):
         if self._handlers["on_worker_start"] is not None:
             self._call_user_sync(self._handlers["on_worker_start"], self)
         self._connect_registers()
+        self._ready_timer = self._hub.loop.timer(0.1, 0.1)
+        self._ready_timer.start(self._check_ready)
 
     def _load_handler(self) -> Any:
         eh = self.event_handler
@@ -161,24 +176,69 @@ class BusinessWorker(Worker):
             link.cancel()
         self._register_links = []
         self._addresses = []
+        if self._ready_timer is not None:
+            self._ready_timer.stop()
+            self._ready_timer = None
         import gevent
-        gevent.spawn(self._finish_and_stop)
+        gevent.spawn(self._finish_and_stop, graceful)
 
-    def _finish_and_stop(self) -> None:
-        """Let running handlers finish (bounded), then drop the gateway links: gateways re-route
-        this worker's clients to the others."""
+    def _finish_and_stop(self, graceful: bool = False) -> None:
+        """Leave without losing an event. With every gateway that announced "drain": ask it to
+        route nothing more here (CMD_WORKER_DRAIN), handle everything it sent until its answer,
+        then say CMD_WORKER_DRAINED behind the last reply, so it hands this worker's clients to
+        the others in order. A PHP gateway knows no handshake: stop reading from it, let the
+        running handlers finish and drop the link (it re-routes; events in flight are lost, as
+        with GatewayWorker). Bounded: `graceful_timeout` for a graceful stop or reload,
+        `stop_timeout` less a margin otherwise."""
         import gevent
-        for link in self.gateway_links.values():
-            link.pause_recv()
-        deadline = 1.5
-        while self._active and deadline > 0:
-            gevent.sleep(0.02)
-            deadline -= 0.02
+        bound = float(self.graceful_timeout if graceful else max(0.1, self.stop_timeout - 0.5))
+        started = time.monotonic()
+        deadline = started + bound
+        draining = self._start_drain()
+        for address, link in self.gateway_links.items():
+            if address not in draining:
+                link.pause_recv()
+        while not self._drain_complete(draining):
+            if time.monotonic() >= deadline:
+                log.warning("worker %s #%d: %d handler(s) still running after %.1f s; leaving "
+                            "anyway", self.name, self.id, self._active, bound)
+                break
+            gevent.sleep(0.002)
         flush_pending()
-        for link in list(self.gateway_links.values()):
+        for address, link in list(self.gateway_links.items()):
+            if address in draining and link._status == STATUS_ESTABLISHED:
+                link._write(_DRAINED, force=True)   # the gateway reads it after every reply
+                link.close()
+            else:
+                link.cancel()
+        while any(link._status != STATUS_CLOSED for link in draining.values()):
+            if time.monotonic() >= deadline + 1.0:
+                break
+            gevent.sleep(0.002)
+        if draining:
+            log.info("worker %s #%d: drained from %d gateway(s) in %.0f ms", self.name, self.id,
+                     len(draining), (time.monotonic() - started) * 1000)
+        for link in self.gateway_links.values():
             link.cancel()
         self.gateway_links = {}
         self._stop_event.set()
+
+    def _start_drain(self) -> Dict[str, AsyncTcpConnection]:
+        """Send CMD_WORKER_DRAIN to every linked gateway that understands it."""
+        draining = {}
+        for address, link in self.gateway_links.items():
+            if link._status == STATUS_ESTABLISHED and \
+                    "drain" in self.gateway_features.get(address, ()):
+                link._write(_DRAIN)
+                draining[address] = link
+        return draining
+
+    def _drain_complete(self, draining: Dict[str, AsyncTcpConnection]) -> bool:
+        """Every draining gateway has answered (or is gone) and no event is waiting or running."""
+        if self._ready or self._active:
+            return False
+        return all(address in self._drained or link._status != STATUS_ESTABLISHED
+                   for address, link in draining.items())
 
     def on_stopped(self) -> None:
         super().on_stopped()
@@ -241,16 +301,18 @@ class BusinessWorker(Worker):
         """Replace the gateway list (each broadcast is the whole list) and connect to new ones.
         Links to gateways no longer listed are not closed, only not retried (as PHP)."""
         self._addresses = list(addresses)
+        self._listed = True
         for address in addresses:
             if address not in self.gateway_links:
                 self._connect_gateway(address)
+        self._check_ready()
 
     def _connect_gateway(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         hello = encode_packet(CMD_WORKER_CONNECT, json_encode(
-            {"worker_key": "%s:%d" % (self.name, self.id), "secret_key": self.secret_key}))
+            {"worker_key": self.gateway_key, "secret_key": self.secret_key}))
         # CMD_WORKER_CONNECT is the first packet of every (re)connection
-        events = LinkEvents(on_connect=lambda c: c._write(hello, force=True),
+        events = LinkEvents(on_connect=lambda c: self._gateway_connected(c, hello),
                             on_message=self._on_gateway_packets,
                             on_close=self._gateway_closed,
                             on_buffer_drain=lambda c: self._wake_link_waiters(c.address))
@@ -262,11 +324,42 @@ class BusinessWorker(Worker):
         self.gateway_links[address] = link
         link.connect()
 
+    @property
+    def gateway_key(self) -> str:
+        """The key a gateway knows this process by: GatewayWorker's `name:id`; a reload's
+        replacement adds `#generation`, so it can link while the process it replaces is still
+        linked (a gateway drops the older of two links with one key)."""
+        key = "%s:%d" % (self.name, self.id)
+        return "%s#%d" % (key, self.generation) if self.generation else key
+
+    def _gateway_connected(self, link: AsyncTcpConnection, hello: bytes) -> None:
+        link._write(hello, force=True)
+        self._linked_at[link.address] = time.monotonic()
+
+    def _check_ready(self) -> None:
+        """Tell the master we serve (notify.ready) once linked to every gateway the register
+        listed: a gwgevent gateway has greeted us (it routes to us from then on), a PHP gateway
+        has been linked for HELLO_WAIT."""
+        if self._ready_timer is None or not self._listed:
+            return
+        now = time.monotonic()
+        for address in self._addresses:
+            link = self.gateway_links.get(address)
+            if link is None or link._status != STATUS_ESTABLISHED:
+                return
+            if address not in self.gateway_features and \
+                    now - self._linked_at.get(address, now) < HELLO_WAIT:
+                return
+        self._ready_timer.stop()
+        self._ready_timer = None
+        notify.ready()
+
     def _gateway_closed(self, link: AsyncTcpConnection) -> None:
         address = link.address
         self.gateway_features.pop(address, None)
         self.gateway_packet_limit.pop(address, None)
         self._wake_link_waiters(address)
+        self._linked_at.pop(address, None)
         if self.stopping:
             return
         if address in self._addresses:
@@ -288,13 +381,8 @@ class BusinessWorker(Worker):
         gateways = self._gateway_cache
         for pkt in packets:
             cmd = pkt.cmd
-            if cmd == CMD_PING:
-                if pkt.body:
-                    self._gateway_hello(link, pkt.body)
-                continue
             if cmd not in _EVENT_NAMES:
-                log.warning("worker: unknown command %d from gateway %s ignored", cmd,
-                            link.address)
+                self._gateway_control(link, pkt)
                 continue
             self.total_request += 1
             gw = gateways.get((pkt.local_ip, pkt.local_port))
@@ -309,6 +397,19 @@ class BusinessWorker(Worker):
             ready.append(cid)
         self._pump()
 
+    def _gateway_control(self, link: AsyncTcpConnection, pkt: Any) -> None:
+        """A gateway packet that is not a client event: ping, hello, drain answer."""
+        cmd = pkt.cmd
+        if cmd == CMD_PING:
+            if pkt.body:
+                self._gateway_hello(link, pkt.body)
+            elif "pong" in self.gateway_features.get(link.address, ()):
+                link._write(_PONG)       # its liveness check: this loop still runs
+        elif cmd == CMD_WORKER_DRAIN and self.stopping:
+            self._drained.add(link.address)     # nothing more follows on this link
+        else:
+            log.warning("worker: unknown command %d from gateway %s ignored", cmd, link.address)
+
     def _gateway_hello(self, link: AsyncTcpConnection, body: bytes) -> None:
         """A gwgevent gateway greeted us: remember what it understands and greet it back."""
         features = parse_hello(body)
@@ -319,6 +420,7 @@ class BusinessWorker(Worker):
                 self.gateway_packet_limit[link.address] = limit
                 link.max_package_size = max(link.max_package_size, limit)
             link._write(_HELLO)
+            self._check_ready()
 
     # ------------------------------------------------------------ back-pressure
     def _wait_for_link(self, address: str, link: AsyncTcpConnection) -> bool:

@@ -14,23 +14,25 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..api.facade import GatewayFacade
-from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
-from ..codec import register_lines
-from ..codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, CMD_ON_CONNECT,
-                                     CMD_CLOSE_DONE, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
-                                     CMD_PING, CMD_WORKER_CONNECT, FEATURES, FLAG_CLOSE_ACK,
-                                     encode as encode_packet, hello_packet, parse_hello)
 from .._version import VERSION
+from ..api.facade import GatewayFacade
+from ..codec import register_lines
+from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE,
+                                     CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
+                                     CMD_PING, CMD_WORKER_CONNECT, CMD_WORKER_DRAIN,
+                                     CMD_WORKER_DRAINED, FEATURES, FLAG_CLOSE_ACK,
+                                     encode as encode_packet, hello_packet, parse_hello)
 from ..codec.phpjson import json_decode
-from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
-from .gateway_core import GatewayCore
-from .client_connection import ClientConnection, PausedClients
-from .links import LINK_HEADROOM, GatewayLinkCodec
 from ..log import get_logger, log_once
 from ..protocols import get_codec_class
+from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
+from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
+from .client_connection import ClientConnection, PausedClients
+from .gateway_core import GatewayCore
+from .gateway_suspend import DRAINING, UNRESPONSIVE, Suspension
+from .links import LINK_HEADROOM, GatewayLinkCodec
 
 __all__ = ["Gateway", "ClientConnection"]
 
@@ -45,18 +47,23 @@ _DROPPED = "\0dropped"
 CLOSE_ACK_TIMEOUT = 5.0
 #: a worker link that stays full this long is worth a log line (its clients are paused)
 BACKPRESSURE_LOG_AFTER = 2.0
+_PING = encode_packet(CMD_PING)
+_DRAIN_ACK = encode_packet(CMD_WORKER_DRAIN)
+_DRAIN_CMDS = frozenset((CMD_WORKER_DRAIN, CMD_WORKER_DRAINED))
 
 
 class _Link:
     """State of one inner-port connection (a BusinessWorker or a push client)."""
 
-    __slots__ = ("authorized", "worker_key", "features")
+    __slots__ = ("authorized", "worker_key", "features", "last_pong")
 
     def __init__(self, authorized: bool) -> None:
         self.authorized = authorized
         self.worker_key = ""
         #: gwgevent extensions the peer announced in its hello (empty for a PHP worker)
         self.features: frozenset = frozenset()
+        #: when the worker last answered a ping (or greeted us)
+        self.last_pong = 0.0
 
 
 class _InnerServer(Worker):
@@ -107,6 +114,8 @@ class Gateway(Worker, GatewayFacade):
 
     ROUTER_LEAST_CONNECTIONS = ROUTER_LEAST_CONNECTIONS
     ROUTER_RANDOM = ROUTER_RANDOM
+    #: one inner port per process id: a replacement cannot start before the old one has gone
+    reload_overlap = False
     #: like PHP's static Gateway::$selectLoadBalancingMode
     select_load_balancing_mode = ROUTER_LEAST_CONNECTIONS
 
@@ -131,6 +140,11 @@ class Gateway(Worker, GatewayFacade):
         self.hold_timeout = 3.0
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
+        #: a gwgevent worker that has not answered pings for this long gets no new clients, and
+        #: the events of its clients wait (until it answers again, or its watchdog ends it after
+        #: loop_timeout) instead of piling up in a hung process, where they would be lost with
+        #: it. Waiting loses nothing, so the bound is short; 0 turns the check off
+        self.worker_ping_timeout = 1.0
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -150,6 +164,8 @@ class Gateway(Worker, GatewayFacade):
         #: connection id -> (client, deadline) for closes waiting on CMD_CLOSE_DONE
         self._closing: Dict[int, tuple] = {}
         self._closing_timer = 0
+        #: worker key -> its suspended link and the events waiting for it (gateway_suspend.py)
+        self._suspended: Dict[str, Suspension] = {}
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -171,6 +187,8 @@ class Gateway(Worker, GatewayFacade):
             Timer.add(period, self._ping_tick)
         if self.lan_ip != "127.0.0.1":
             Timer.add(WORKER_PING_INTERVAL, self._ping_workers)
+        if float(self.worker_ping_timeout or 0) > 0:
+            Timer.add(float(self.worker_ping_timeout) / 3.0, self._check_workers_alive)
         super()._start_serving()
 
     def _inner_bind_host(self) -> str:
@@ -306,6 +324,9 @@ class Gateway(Worker, GatewayFacade):
         if conn.worker_key is _DROPPED:
             return
         packet = self.core.encode_event(cmd, conn, body)
+        if self._suspended and conn.worker_key in self._suspended:
+            self._suspended[conn.worker_key].hold(conn, packet)
+            return
         if conn.id in self._held:
             self._hold(conn, packet)
             return
@@ -490,9 +511,12 @@ class Gateway(Worker, GatewayFacade):
             elif cmd == CMD_PING:
                 if pkt.body:
                     state.features = parse_hello(pkt.body)
+                self._pong(link, state)
                 continue
             elif cmd == CMD_CLOSE_DONE:
                 self._close_done(pkt.connection_id)
+            elif cmd in _DRAIN_CMDS:
+                self._worker_drain(link, state, cmd)
             else:
                 handle(pkt, reply)
             if link._status >= 3:
@@ -521,6 +545,8 @@ class Gateway(Worker, GatewayFacade):
         if data is None:
             return
         key = "%s:%s" % (link.remote_ip, data.get("worker_key", ""))
+        if key in self._suspended:
+            self._release(key, close=True)     # its old, suspended link: replaced
         old = self.worker_conns.get(key)
         if old is not None and old is not link:
             log.warning("gateway %s:%d: worker %s connected again; closing its old link "
@@ -553,11 +579,121 @@ class Gateway(Worker, GatewayFacade):
             self._lc.pop(key, None)
             if self.on_business_worker_close is not None:
                 self._call_user(self.on_business_worker_close, link)
+        elif key in self._suspended and self._suspended[key].link is link:
+            self._suspended_link_closed(link, key)
 
     def _ping_workers(self) -> None:
-        packet = encode_packet(CMD_PING)
         for link in list(self.worker_conns.values()):
-            link._write(packet)
+            link._write(_PING)
+
+    # ------------------------------------------------------------ suspended worker links
+    def _worker_drain(self, link: TcpConnection, state: _Link, cmd: int) -> None:
+        """The drain handshake (gateway_protocol.CMD_WORKER_DRAIN): stop routing to the worker
+        and answer, so it knows nothing follows; on CMD_WORKER_DRAINED every event it got is
+        handled and answered, so its clients' waiting events go to the other workers."""
+        key = state.worker_key
+        susp = self._suspended.get(key) if key else None
+        routed = bool(key) and (self.worker_conns.get(key) is link or
+                                (susp is not None and susp.link is link))
+        if cmd == CMD_WORKER_DRAIN:
+            if routed:
+                self._suspend(link, key, DRAINING)
+            link._write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
+            return
+        if not routed:
+            return
+        if susp is not None:
+            self._release(key)
+        state.worker_key = ""          # this link is no worker's any more; it closes next
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _suspend(self, link: TcpConnection, key: str, reason: str) -> None:
+        """Route nothing to this link for now: no new clients, its clients' events wait."""
+        if self.worker_conns.get(key) is link:
+            del self.worker_conns[key]
+            self._lc.pop(key, None)
+        susp = self._suspended.get(key)
+        if susp is not None and susp.link is link:
+            susp.reason = reason
+            return
+        if susp is not None:
+            self._release(key, close=True)
+        self._suspended[key] = Suspension(link, key, reason)
+
+    def _release(self, key: str, close: bool = False) -> None:
+        """End a suspension: its clients forget the worker, their waiting events go (in order)
+        to the workers the router picks now, or to the no-worker hold."""
+        susp = self._suspended.pop(key)
+        for conn, packets in susp.take():
+            if conn.worker_key == key:
+                conn.worker_key = None
+            for packet in packets:
+                self._route_held(conn, packet)
+            if conn._status >= 3 and conn.worker_key in self._lc:
+                self._lc[conn.worker_key] -= 1     # closed while waiting (see _flush_held)
+        if close:
+            susp.link.context.worker_key = ""
+            susp.link.close()
+
+    def _route_held(self, conn: ClientConnection, packet: bytes) -> None:
+        if conn.id not in self._held:
+            wc = self._route(conn, CMD_ON_MESSAGE, b"")
+            if wc is not None:
+                wc._write(packet)
+                return
+        self._hold(conn, packet)
+
+    def _resume(self, key: str) -> None:
+        """An unresponsive worker answers again: route to it as before, waiting events first."""
+        susp = self._suspended.pop(key)
+        link = susp.link
+        self.worker_conns[key] = link
+        self._lc[key] = sum(1 for c in self.core.connections.values() if c.worker_key == key)
+        held = susp.count
+        for conn, packets in susp.take():
+            for packet in packets:
+                link._write(packet, force=True)
+        log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
+                 "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
+                 time.monotonic() - susp.since, held)
+
+    def _suspended_link_closed(self, link: TcpConnection, key: str) -> None:
+        susp = self._suspended[key]
+        if susp.reason == UNRESPONSIVE:
+            log.warning("gateway %s:%d: worker %s went away without answering again; %d waiting "
+                        "event(s) of %d client(s) go to other workers", self.lan_ip,
+                        self.lan_port, key, susp.count, len(susp.held))
+        self._release(key)
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _pong(self, link: TcpConnection, state: _Link) -> None:
+        state.last_pong = time.monotonic()
+        susp = self._suspended.get(state.worker_key) if state.worker_key else None
+        if susp is not None and susp.link is link and susp.reason == UNRESPONSIVE:
+            self._resume(state.worker_key)
+
+    def _check_workers_alive(self) -> None:
+        """Ping every worker that answers pings ("pong" feature); one that has not answered for
+        worker_ping_timeout is suspended (see gateway_suspend.py) until it answers or goes."""
+        now = time.monotonic()
+        timeout = float(self.worker_ping_timeout)
+        for key, link in list(self.worker_conns.items()):
+            state = link.context
+            if "pong" not in state.features:
+                continue
+            if now - state.last_pong > timeout:
+                self._suspend(link, key, UNRESPONSIVE)
+                # once a minute per worker: a worker that is only slow at times must not flood
+                log_once(log, "silent-" + key, "gateway %s:%d: worker %s has not answered pings "
+                         "for %.1f s; new clients go to other workers, its clients' events wait "
+                         "for it", self.lan_ip, self.lan_port, key, now - state.last_pong)
+            else:
+                link._write(_PING)
+        for susp in list(self._suspended.values()):
+            if susp.reason == UNRESPONSIVE:
+                susp.link._write(_PING)
 
     # ------------------------------------------------------------ heartbeat
     def _ping_tick(self) -> None:

@@ -35,6 +35,9 @@ class Register(Worker):
     """`Register('text://0.0.0.0:1236')`; one process, not reloadable, never public."""
 
     _ALIASES = dict(Worker._ALIASES, secretKey="secret_key")
+    #: stopped last, and never two at once (gateways and workers would split between them)
+    stop_order = 2
+    reload_overlap = False
 
     def __init__(self, address: str = "text://127.0.0.1:1236", **options: Any) -> None:
         scheme, _, rest = address.partition("://")
@@ -53,6 +56,11 @@ class Register(Worker):
         if self.count != 1:
             log.warning("Register count must be 1; running one process")
         super()._start_serving()
+
+    def stop(self, graceful: bool = False) -> None:
+        """Its connections are gateway and worker links, which never close on their own: a
+        graceful stop does not wait for them (the master stops the register last)."""
+        super().stop(graceful=False)
 
     # ------------------------------------------------------------ connections
     def _on_open(self, conn: TcpConnection) -> None:

@@ -19,7 +19,7 @@ __all__ = [
     'GatewayPacket', 'PacketTooLarge', 'encode', 'decode', 'input_length', 'split_packets',
     'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire', 'FLAG_BINARY',
     'FLAG_CLOSE_ACK', 'CMD_CLOSE_DONE', 'FEATURES', 'hello_packet', 'parse_hello',
-    'hello_max_package_size',
+    'hello_max_package_size', 'CMD_WORKER_DRAIN', 'CMD_WORKER_DRAINED', 'EXTENSION_NAMES',
 ]
 
 CMD_ON_CONNECT = 1
@@ -61,8 +61,15 @@ COMMAND_NAMES = {v: k for k, v in sorted(globals().items(), key=lambda kv: str(k
 # them; COMMAND_NAMES keeps to the PHP set.
 # X->G: a worker finished a client's CMD_ON_CLOSE that carried FLAG_CLOSE_ACK.
 CMD_CLOSE_DONE = 210
-# reserved for the zero-loss reload handshake (worker drain): 211, 212
-EXTENSION_NAMES = {CMD_CLOSE_DONE: "CMD_CLOSE_DONE"}
+# The worker drain handshake (a worker leaving without losing an event; both sides announced
+# "drain"). W->G: "route nothing more to me". G->W, the answer: "nothing more follows on this
+# link"; from then on the gateway holds the events of this worker's clients.
+CMD_WORKER_DRAIN = 211
+# W->G: "every event you sent me is handled and its results were written before this packet";
+# the gateway hands the held events to other workers.
+CMD_WORKER_DRAINED = 212
+EXTENSION_NAMES = {CMD_CLOSE_DONE: "CMD_CLOSE_DONE", CMD_WORKER_DRAIN: "CMD_WORKER_DRAIN",
+                   CMD_WORKER_DRAINED: "CMD_WORKER_DRAINED"}
 
 FLAG_BODY_IS_SCALAR = 1
 FLAG_NOT_CALL_ENCODE = 2
@@ -286,8 +293,10 @@ def split_decode(buf: bytes, max_size: int):
     return out, buf[pos:]
 
 
-#: what this gwgevent peer understands beyond GatewayWorker 4.x (announced in the hello)
-FEATURES = frozenset(("binary", "close_ack", "drain"))
+#: what this gwgevent peer understands beyond GatewayWorker 4.x (announced in the hello).
+#: "drain": CMD_WORKER_DRAIN / CMD_WORKER_DRAINED. "pong": a worker answers each empty
+#: CMD_PING of a gateway that announced it with an empty CMD_PING (the gateway's liveness check).
+FEATURES = frozenset(("binary", "close_ack", "drain", "pong"))
 _HELLO_KEY = b'"gwgevent"'
 
 

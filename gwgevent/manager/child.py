@@ -18,6 +18,8 @@ log = get_logger("child")
 
 #: files the master tells its children about (set by the arbiter before fork)
 paths: "dict[str, str]" = {}
+#: where the hung-loop watchdog writes this child's stack (set by the arbiter after fork; -1: none)
+dump_fd = -1
 
 #: signals the master sends its children. The master blocks them around fork() and a child
 #: unblocks them once its own handlers are installed: one arriving in between (a `status` or
@@ -45,13 +47,20 @@ def run_child(worker: Any, worker_id: int) -> None:
     Worker.current = worker
     _install_signal_handlers(worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+    from . import watchdog
+    watchdog.arm(worker.loop_timeout, dump_fd)
     code = 0
     try:
         worker._start_serving()
-        worker._stop_event.wait()
-    except Exception:
-        log.exception("%s #%d failed", worker.name, worker_id)
+    except Exception as exc:
+        _start_failed(worker, exc)
         code = 1
+    else:
+        try:
+            worker._stop_event.wait()
+        except Exception:
+            log.exception("%s #%d failed", worker.name, worker_id)
+            code = 1
     try:
         worker.on_stopped()
     except Exception:
@@ -63,6 +72,32 @@ def run_child(worker: Any, worker_id: int) -> None:
         sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def _start_failed(worker: Any, exc: BaseException) -> None:
+    """The process could not start (typically: the event handler does not import). Under a
+    master, say why in one line on the notification pipe and let the master log it once (a
+    crash-looping replacement would otherwise repeat the same traceback); alone, log it."""
+    from ..runtime import notify
+    if notify.attached():
+        notify.failed(describe_error(exc))
+    else:
+        log.error("%s #%d could not start", worker.name, worker.id, exc_info=exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """'SyntaxError: invalid syntax (/app/Events.py, line 12)': type, message, and the file and
+    line where it happened (the innermost frame outside the import machinery)."""
+    import traceback
+    name = type(exc).__name__
+    if isinstance(exc, SyntaxError):
+        return "%s: %s (%s, line %s)" % (name, exc.msg, exc.filename, exc.lineno)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen")]
+    text = "%s: %s" % (name, exc)
+    if frames:
+        text += " (%s, line %s)" % (frames[-1].filename, frames[-1].lineno)
+    return text
 
 
 def _reset_signals() -> None:

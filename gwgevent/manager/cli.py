@@ -1,6 +1,7 @@
 """`python start.py start [-d] | stop [-g] | restart [-d] [-g] | reload [-g] | status [-d] |
 connections`: the command-line side, talking to a running master through its pid file and
-signals (as Workerman does)."""
+signals (as Workerman does). `reload` and `stop` wait, bounded, for the master's verdict in its
+result file (arbiter.Arbiter.write_result) and exit non-zero when the command failed."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,11 @@ from .arbiter import STOP_TIMEOUT, Arbiter, file_paths, pid_alive, read_master_p
 USAGE = """Usage: python {prog} <command> [mode]
 Commands:
   start          start in DEBUG (foreground) mode; use -d for DAEMON mode
-  stop           stop; use -g to stop gracefully (wait for connections to close)
+  stop           stop; -g: stop gracefully (stop accepting, serve the connected clients until
+                 they leave or graceful_timeout is over)
   restart        stop, then start; -d daemon, -g graceful stop
-  reload         reload reloadable workers one process at a time; -g graceful
+  reload         replace reloadable workers one process at a time, each only once its
+                 replacement serves; exits non-zero if a replacement fails; -g graceful
   status         process status; -d to refresh every second
   connections    list every connection
 """
@@ -40,18 +43,18 @@ def main(workers: List[Any], start_file: str, argv: List[str]) -> None:
         return
     if command == "restart":
         if master:
-            _stop(master, prog, graceful="-g" in flags)
+            _stop(master, prog, paths, workers, graceful="-g" in flags)
         _start(workers, start_file, "-d" in flags)
         return
     if not master:
         sys.stderr.write("gwgevent[%s] not running\n" % prog)
         sys.exit(1)
     if command == "stop":
-        if not _stop(master, prog, graceful="-g" in flags):
+        if not _stop(master, prog, paths, workers, graceful="-g" in flags):
             sys.exit(1)
     elif command == "reload":
-        os.kill(master, signal.SIGUSR2 if "-g" in flags else signal.SIGUSR1)
-        sys.stdout.write("gwgevent[%s] reload\n" % prog)
+        if not _reload(master, prog, paths, graceful="-g" in flags):
+            sys.exit(1)
     elif command == "status":
         _status(master, paths, live="-d" in flags)
     elif command == "connections":
@@ -69,18 +72,83 @@ def _start(workers: List[Any], start_file: str, daemon: bool) -> None:
         sys.exit(1)
 
 
-def _stop(master: int, prog: str, graceful: bool) -> bool:
+def _stop(master: int, prog: str, paths: dict, workers: List[Any], graceful: bool) -> bool:
+    """Signal the master and wait for it to exit: a fast stop within STOP_TIMEOUT, a graceful
+    one within graceful_timeout plus STOP_TIMEOUT per stop order (the master kills what is
+    late, so this bound is only a safety net); then say what the master reported."""
     sys.stdout.write("gwgevent[%s] is stopping%s ...\n" % (prog, " gracefully" if graceful else ""))
     sys.stdout.flush()
     os.kill(master, signal.SIGQUIT if graceful else signal.SIGINT)
-    deadline = None if graceful else time.monotonic() + STOP_TIMEOUT + 3
+    bound = STOP_TIMEOUT + 3
+    if graceful:
+        grace = max([float(w.graceful_timeout or 0) for w in workers] or [0.0])
+        orders = len({w.stop_order for w in workers}) or 1
+        bound = grace + STOP_TIMEOUT * (orders + 1) + 3
+    deadline = time.monotonic() + bound
     while pid_alive(master):
-        if deadline is not None and time.monotonic() > deadline:
-            sys.stderr.write("gwgevent[%s] stop fail\n" % prog)
+        if time.monotonic() > deadline:
+            sys.stderr.write("gwgevent[%s] stop fail: the master (pid %d) is still running after "
+                             "%.0f s; see %s\n" % (prog, master, bound, paths["log"]))
             return False
         time.sleep(0.05)
-    sys.stdout.write("gwgevent[%s] stop success\n" % prog)
+    result = read_result(paths["result"])
+    detail = ""
+    if result.get("pid") == master and result.get("command") == "stop":
+        detail = ": " + result.get("message", "")
+    sys.stdout.write("gwgevent[%s] stop success%s\n" % (prog, detail))
     return True
+
+
+def read_result(path: str) -> dict:
+    """The master's last command result (one JSON object), {} when there is none."""
+    try:
+        with open(path) as f:
+            row = json.loads(f.read() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
+#: how long to wait for a master to show that it started the reload at all
+RELOAD_START_WAIT = 10.0
+
+
+def _reload(master: int, prog: str, paths: dict, graceful: bool) -> bool:
+    """Signal the master, then wait for its verdict on this reload: done, or failed with the
+    worker and the error (exit 1; the old processes keep serving). Bounded by the deadline the
+    master publishes while the reload runs."""
+    def mine(row: dict) -> bool:
+        return row.get("pid") == master and row.get("command") == "reload"
+    before = read_result(paths["result"])
+    seq0 = before.get("seq", 0) if mine(before) else 0
+    os.kill(master, signal.SIGUSR2 if graceful else signal.SIGUSR1)
+    sys.stdout.write("gwgevent[%s] reload%s ...\n" % (prog, " gracefully" if graceful else ""))
+    sys.stdout.flush()
+    deadline = time.time() + RELOAD_START_WAIT
+    while True:
+        row = read_result(paths["result"])
+        if mine(row) and row.get("seq", 0) > seq0:
+            if row.get("state") != "running":
+                break
+            deadline = max(deadline, float(row.get("deadline", 0)) + 2.0)
+        if not pid_alive(master):
+            sys.stderr.write("gwgevent[%s] reload fail: the master exited\n" % prog)
+            return False
+        if time.time() > deadline:
+            sys.stderr.write("gwgevent[%s] reload fail: no verdict from the master (pid %d) in "
+                             "time; see %s\n" % (prog, master, paths["log"]))
+            return False
+        time.sleep(0.05)
+    if row.get("state") == "done":
+        sys.stdout.write("gwgevent[%s] reload done: %d of %d process(es) replaced in %.1f s\n"
+                         % (prog, row.get("replaced", 0), row.get("total", 0),
+                            row.get("took", 0.0)))
+        return True
+    sys.stderr.write("gwgevent[%s] reload failed: %s: %s; %d of %d process(es) replaced, the "
+                     "others keep running the old code\n"
+                     % (prog, row.get("worker", "?"), row.get("error", "?"),
+                        row.get("replaced", 0), row.get("total", 0)))
+    return False
 
 
 def _read_status(master: int, paths: dict, wait: float = 1.0) -> "tuple[dict, list]":
@@ -130,6 +198,7 @@ def render_status(header: dict, rows: list, qps: Optional[dict] = None) -> str:
             out.append("%-24s %-12s %s" % (w["name"], 0, 0))
         for how, n in info.items():
             out.append("%-24s %-12s %s" % (w["name"], how, n))
+    out.extend(_render_problems(header))
     out.append("-" * 40 + " PROCESS STATUS " + "-" * 39)
     fmt = "%-8s %-9s %-28s %-20s %-12s %-10s %-7s %-14s %-8s %s"
     out.append(fmt % ("pid", "memory", "listening", "name", "connections", "send_fail",
@@ -155,6 +224,25 @@ def render_status(header: dict, rows: list, qps: Optional[dict] = None) -> str:
                       tot["connections"], tot["send_fail"], tot["timers"], tot["total_request"],
                       tot["qps"], "[Summary]"))
     return "\n".join(out) + "\n"
+
+
+def _render_problems(header: dict) -> List[str]:
+    """The last reload's verdict and every worker that currently fails to start or hung."""
+    out = []
+    rel = header.get("reload")
+    if rel:
+        when = time.strftime("%H:%M:%S", time.localtime(rel.get("time", 0)))
+        if rel.get("state") == "failed":
+            out.append("last reload (%s): FAILED, %s: %s (%d of %d replaced)" % (
+                when, rel.get("worker", "?"), rel.get("error", "?"), rel.get("replaced", 0),
+                rel.get("total", 0)))
+        else:
+            out.append("last reload (%s): %s, %d of %d replaced" % (
+                when, rel.get("state"), rel.get("replaced", 0), rel.get("total", 0)))
+    for f in header.get("failing", []):
+        retry = " (next start in %s s)" % f["retry_in"] if "retry_in" in f else ""
+        out.append("failing: %s #%s: %s%s" % (f.get("name"), f.get("id"), f.get("error"), retry))
+    return out
 
 
 def _status(master: int, paths: dict, live: bool) -> None:

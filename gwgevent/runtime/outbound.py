@@ -137,14 +137,15 @@ class AsyncTcpConnection(TcpConnection):
             self.failing_since = time.monotonic()
         self.worker._connection_closed(self)
 
-    def destroy(self) -> None:
+    def destroy(self, linger: bool = False) -> None:
         if self._status == STATUS_CONNECTING:
             if self._ww is not None:
                 self._ww.stop()
                 self._ww.close()
                 self._ww = None
             self._status = STATUS_ESTABLISHED  # let the base class run its full teardown
-        super().destroy()
+            linger = False                     # nothing was ever written: just close
+        super().destroy(linger)
 
     def reconnect(self, delay: float = 1.0) -> None:
         """Connect again after `delay` seconds (the old socket must be closed)."""

@@ -19,11 +19,12 @@ import _socket
 from greenlet import getcurrent, greenlet
 
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
+from . import notify
 from ..log import get_logger
 from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
 
-__all__ = ["Worker", "parse_address", "CAMEL_ALIASES"]
+__all__ = ["Worker", "parse_address", "CAMEL_ALIASES", "close_going_away"]
 
 log = get_logger("worker")
 
@@ -35,6 +36,8 @@ CAMEL_ALIASES = {
     "onBufferDrain": "on_buffer_drain", "onWebSocketConnect": "on_websocket_connect",
     "reusePort": "reuse_port", "maxSendBufferSize": "max_send_buffer_size",
     "maxPackageSize": "max_package_size", "stopTimeout": "stop_timeout",
+    "gracefulTimeout": "graceful_timeout", "loopTimeout": "loop_timeout",
+    "readyTimeout": "ready_timeout",
 }
 
 MAX_IDLE_RUNNERS = 64
@@ -62,6 +65,12 @@ class Worker:
     _all: List["Worker"] = []
     #: the Worker this child process runs (None in the master)
     current: Optional["Worker"] = None
+    #: graceful stop order: the master stops client-facing processes (0) first, then
+    #: BusinessWorkers (1), then the Register (2), each group once the previous one has exited
+    stop_order = 0
+    #: a reload may start the replacement while the process it replaces still serves (False
+    #: where two processes of one slot cannot coexist, e.g. a Gateway's inner port)
+    reload_overlap = True
 
     def __init__(self, address: Optional[str] = None, *, name: Optional[str] = None,
                  count: int = 1, **options: Any) -> None:
@@ -82,6 +91,20 @@ class Worker:
         #: seconds a client may take to complete its opening handshake (websocket upgrade,
         #: TLS included) before it is dropped; 0/None disables the check
         self.handshake_timeout: Optional[float] = 10.0
+        #: `stop -g` / `reload -g`: how long a process waits for its connections to close (or
+        #: a BusinessWorker for its running handlers) before it closes them (websocket: 1001)
+        self.graceful_timeout = 30.0
+        #: a fast stop/reload: how long a process may take to exit before it is killed
+        self.stop_timeout = 2.0
+        #: hung-process watchdog: a process whose event loop has not run for this many seconds
+        #: is ended and started again, its stack in the log (0 turns it off); see watchdog.py
+        self.loop_timeout = 30.0
+        #: reload: how long a replacement may take to report ready (see notify.py) before the
+        #: reload is called failed and the old processes keep serving
+        self.ready_timeout = 20.0
+        #: set by the master in the child: how many times a reload has replaced this slot's
+        #: process (a BusinessWorker's gateway key carries it, so old and new can overlap)
+        self.generation = 0
         self.on_worker_start: Optional[Callable] = None
         self.on_worker_stop: Optional[Callable] = None
         self.on_worker_reload: Optional[Callable] = None
@@ -190,6 +213,7 @@ class Worker:
             self._call_user_sync(self.on_worker_start, self)
         if not self.stopping:
             self._start_accepting()
+            notify.ready()
 
     def _start_accepting(self) -> None:
         if self._hub is None:
@@ -431,12 +455,32 @@ class Worker:
         self.unlisten()
         if graceful and self.connections:
             self._graceful = True
-            log.info("%s #%d: graceful stop, waiting for %d connection(s) to close", self.name,
-                     self.id, len(self.connections))
+            log.info("%s #%d: graceful stop, waiting up to %s s for %d connection(s) to close",
+                     self.name, self.id, self.graceful_timeout, len(self.connections))
+            self._arm_graceful_timeout()
             return
         self._graceful = False
         for conn in list(self.connections.values()):
             conn.close()
+        self._stop_event.set()
+
+    def _arm_graceful_timeout(self) -> None:
+        timeout = float(self.graceful_timeout or 0)
+        if timeout > 0:
+            timer = self._hub.loop.timer(timeout, 0.0)
+            timer.start(self._graceful_timeout_expired)
+
+    def _graceful_timeout_expired(self) -> None:
+        """`graceful_timeout` is over: close what is still open (websocket clients get 1001,
+        "going away"), tell the master how many, and exit."""
+        if self._stop_event.is_set() or not self._graceful:
+            return
+        conns = [c for c in self.connections.values() if c._status < STATUS_CLOSING]
+        log.info("%s #%d: graceful_timeout (%s s) is over; closing the %d connection(s) still "
+                 "open", self.name, self.id, self.graceful_timeout, len(conns))
+        notify.report("closed_at_timeout", count=len(conns))
+        for conn in conns:
+            close_going_away(conn)
         self._stop_event.set()
 
     def reload(self, graceful: bool = False) -> None:
@@ -527,6 +571,16 @@ def _handshake_pending(codec: Any) -> bool:
     if done is not None:
         return not done
     return isinstance(codec, WebSocketCodec) and codec.state == _WS_HANDSHAKE
+
+
+def close_going_away(conn: TcpConnection) -> None:
+    """Close a client because this server goes away: websocket clients get close code 1001."""
+    frame = getattr(conn.codec, "close_frame", None)
+    data = frame(1001) if frame is not None else b""
+    if data:
+        conn.close(data, raw=True)
+    else:
+        conn.close()
 
 
 def _status_name(code: int) -> str:

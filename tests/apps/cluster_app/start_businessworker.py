@@ -13,6 +13,8 @@ worker.count = _env.num("WORKER_COUNT", 2)
 worker.register_address = _env.REGISTER
 worker.secret_key = _env.SECRET
 worker.event_handler = "Events"
+worker.loop_timeout = _env.num("LOOP_TIMEOUT", 30.0)
+worker.graceful_timeout = _env.num("GRACEFUL_TIMEOUT", 30.0)
 
 if __name__ == "__main__":
     run_all()
