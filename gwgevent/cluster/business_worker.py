@@ -17,21 +17,18 @@ import zlib
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
-from greenlet import getcurrent
-
 from ..api import current as api_current
 from .._version import VERSION
 from ..codec import register_lines
 from ..codec.client_id import encode_client_id
-from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GET_SESSION_BY_CLIENT_ID, CMD_ON_CLOSE,
+from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_ON_CLOSE,
                                      CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
-                                     CMD_PING, CMD_SET_SESSION, CMD_WORKER_CONNECT,
+                                     CMD_PING, CMD_WORKER_CONNECT,
                                      CMD_WORKER_DRAIN, CMD_WORKER_DRAINED, FLAG_BINARY,
                                      FLAG_BODY_IS_SCALAR, FLAG_CLOSE_ACK,
                                      encode as encode_packet, hello_max_package_size,
                                      hello_packet, long2ip, parse_hello)
 from ..codec.phpjson import json_encode
-from ..codec.phpserialize import PhpSerializeError, dumps, loads
 from ..context import Context, bind, unbind
 from ..log import get_logger, log_once
 from ..protocols import get_codec_class
@@ -41,6 +38,7 @@ from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_lin
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
 from .links import LINK_HEADROOM, GatewayLinkCodec
+from .worker_session import FROM_EVENT, WorkerSessions, decode_session
 from .worker_transport import WorkerTransport
 
 __all__ = ["BusinessWorker"]
@@ -48,15 +46,12 @@ __all__ = ["BusinessWorker"]
 log = get_logger("business_worker")
 
 REGISTER_PING_INTERVAL = 25.0
-#: a handler waiting this long for a gateway to read is worth a log line
-BACKPRESSURE_LOG_AFTER = 5.0
 GATEWAY_RETRY_DELAY = 1.0
 _EVENT_NAMES = {CMD_ON_CONNECT: "on_connect", CMD_ON_MESSAGE: "on_message",
                 CMD_ON_CLOSE: "on_close", CMD_ON_WEBSOCKET_CONNECT: "on_websocket_connect"}
 _CAMEL = {"on_connect": "onConnect", "on_message": "onMessage", "on_close": "onClose",
           "on_websocket_connect": "onWebSocketConnect", "on_worker_start": "onWorkerStart",
           "on_worker_stop": "onWorkerStop", "on_worker_reload": "onWorkerReload"}
-_FROM_EVENT = object()   # context.old_session marker: "as decoded from the event"
 _HELLO = hello_packet(VERSION)
 _PONG = encode_packet(CMD_PING)
 _DRAIN = encode_packet(CMD_WORKER_DRAIN)
@@ -65,7 +60,7 @@ _DRAINED = encode_packet(CMD_WORKER_DRAINED)
 HELLO_WAIT = 1.0
 
 
-class BusinessWorker(Worker):
+class BusinessWorker(WorkerSessions, Worker):
     """`BusinessWorker()`: connects to every register and every gateway, runs `event_handler`."""
 
     stop_order = 1
@@ -105,7 +100,6 @@ class BusinessWorker(Worker):
         self.gateway_features: Dict[str, frozenset] = {}
         #: gateway address -> largest packet its inner port accepts (from its hello)
         self.gateway_packet_limit: Dict[str, int] = {}
-        self._link_waiters: Dict[str, Any] = {}   # address -> gevent Event set on drain
         self._listed = False                      # a register sent the gateway list
         self._linked_at: Dict[str, float] = {}    # gateway address -> when its link came up
         self._ready_timer: Any = None
@@ -315,7 +309,7 @@ class BusinessWorker(Worker):
         events = LinkEvents(on_connect=lambda c: self._gateway_connected(c, hello),
                             on_message=self._on_gateway_packets,
                             on_close=self._gateway_closed,
-                            on_buffer_drain=lambda c: self._wake_link_waiters(c.address))
+                            on_buffer_drain=lambda c: self._transport.wake(c.address))
         link = AsyncTcpConnection(events, host, int(port), GatewayLinkCodec)
         link.max_send_buffer_size = self.send_to_gateway_buffer_size
         # a PHP gateway's events: its 10 MB client limit plus header and session; a gwgevent
@@ -358,7 +352,8 @@ class BusinessWorker(Worker):
         address = link.address
         self.gateway_features.pop(address, None)
         self.gateway_packet_limit.pop(address, None)
-        self._wake_link_waiters(address)
+        if self._transport is not None:
+            self._transport.wake(address)
         self._linked_at.pop(address, None)
         if self.stopping:
             return
@@ -421,37 +416,6 @@ class BusinessWorker(Worker):
                 link.max_package_size = max(link.max_package_size, limit)
             link._write(_HELLO)
             self._check_ready()
-
-    # ------------------------------------------------------------ back-pressure
-    def _wait_for_link(self, address: str, link: AsyncTcpConnection) -> bool:
-        """Park the calling handler until the link to `address` has drained its send buffer.
-        True when it may write now, False (logged) when the link went away meanwhile. On the
-        loop itself (no handler to park) the command is queued over the limit instead."""
-        import gevent.event
-        if getcurrent() is self._hub:
-            log_once(log, "gw-over-" + address, "worker %s #%d: send buffer to gateway %s is "
-                     "over its limit (%d bytes) outside a handler; queued anyway", self.name,
-                     self.id, address, link._out_size, interval=10.0)
-            return True
-        while link._out_size >= self.send_to_gateway_buffer_size:
-            if link._status != STATUS_ESTABLISHED or self.gateway_links.get(address) is not link:
-                log.warning("worker %s #%d: link to gateway %s closed while a handler waited "
-                            "to send; that command was not delivered", self.name, self.id,
-                            address)
-                return False
-            event = self._link_waiters.get(address)
-            if event is None:
-                event = self._link_waiters[address] = gevent.event.Event()
-            if not event.wait(BACKPRESSURE_LOG_AFTER):
-                log_once(log, "gw-wait-" + address, "worker %s #%d: gateway %s is not reading "
-                         "(%d bytes queued for it); handlers that send to it are waiting",
-                         self.name, self.id, address, link._out_size, interval=10.0)
-        return True
-
-    def _wake_link_waiters(self, address: str) -> None:
-        event = self._link_waiters.pop(address, None)
-        if event is not None:
-            event.set()
 
     def _gateway_info(self, ip: int, port: int) -> tuple:
         """(client_id prefix, lan ip, 'ip:port') of a gateway, computed once per gateway."""
@@ -524,9 +488,9 @@ class BusinessWorker(Worker):
                 crcs[cid] = crc
         session = None
         if raw:
-            session = _decode_session(raw, cid)
+            session = decode_session(raw, cid)
         ctx.session = session
-        ctx.old_session = _FROM_EVENT
+        ctx.old_session = FROM_EVENT
         ctx.session_raw = raw
         name = _EVENT_NAMES[cmd]
         fn = self._handlers.get(name)
@@ -571,49 +535,6 @@ class BusinessWorker(Worker):
                 return body.decode("utf-8", "replace")
             return body
 
-    def _fetch_session(self, ctx: Context, fallback: bytes) -> bytes:
-        address = "%s:%d" % (ctx.local_ip, ctx.local_port)
-        try:
-            value = self._transport.query(address, encode_packet(
-                CMD_GET_SESSION_BY_CLIENT_ID, b"", connection_id=ctx.connection_id))
-        except Exception as exc:
-            log.warning("worker: could not re-read the session of %s from %s (%s); using the "
-                        "one in the event", ctx.client_id, address, exc)
-            return fallback
-        # the reply payload is the stored session string itself, so the query hands back the
-        # session already unserialized (PHP: $_SESSION = Gateway::getSession($client_id))
-        if not value:              # None: client gone; [] : no session
-            return b""
-        if isinstance(value, (dict, list)):
-            return dumps(value)
-        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-    def _write_back(self, ctx: Context) -> None:
-        """PHP writes $_SESSION back after the handler when it changed (full overwrite)."""
-        session = ctx.session
-        old = ctx.old_session
-        if session is not None and not isinstance(session, dict):
-            log.error("worker: context.session of %s must be a dict or None, not %s; not saved",
-                      ctx.client_id, type(session).__name__)
-            return
-        if old is _FROM_EVENT:
-            if session is None:
-                if not ctx.session_raw:
-                    return
-                new_raw = b""
-            else:
-                new_raw = dumps(session)
-                if new_raw == ctx.session_raw:
-                    return
-        else:
-            if session == old:
-                return
-            new_raw = dumps(session) if session is not None else b""
-        if self._transport.send(ctx.gateway_address, encode_packet(CMD_SET_SESSION, b"",
-                                                       connection_id=ctx.connection_id,
-                                                       ext_data=new_raw)):
-            self._session_crc[ctx.client_id] = zlib.crc32(new_raw)
-
     # ------------------------------------------------------------ status
     def status_row(self) -> dict:
         row = super().status_row()
@@ -635,17 +556,6 @@ class BusinessWorker(Worker):
                 "status": "ESTABLISHED",
             })
         return rows
-
-
-def _decode_session(raw: bytes, cid: str) -> Optional[dict]:
-    try:
-        value = loads(raw, allow_trailing=True)
-    except PhpSerializeError as exc:
-        log.warning("worker: session of %s is not PHP-serialized (%s); treated as empty", cid, exc)
-        return None
-    if isinstance(value, list):
-        return dict(enumerate(value))
-    return value if isinstance(value, dict) else None
 
 
 def _handshake_data(pkt: Any) -> dict:

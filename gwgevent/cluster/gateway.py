@@ -20,10 +20,10 @@ from ..codec import register_lines
 from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE,
                                      CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
                                      CMD_PING, CMD_WORKER_CONNECT, CMD_WORKER_DRAIN,
-                                     CMD_WORKER_DRAINED, FEATURES, FLAG_CLOSE_ACK,
+                                     CMD_WORKER_DRAINED, FEATURES,
                                      encode as encode_packet, hello_packet, parse_hello)
 from ..codec.phpjson import json_decode
-from ..log import get_logger, log_once
+from ..log import get_logger
 from ..protocols import get_codec_class
 from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
@@ -31,7 +31,8 @@ from ..runtime.timer import Timer
 from ..runtime.worker import Worker
 from .client_connection import ClientConnection, PausedClients
 from .gateway_core import GatewayCore
-from .gateway_suspend import DRAINING, UNRESPONSIVE, Suspension
+from .gateway_flow import DROPPED, GatewayFlow
+from .gateway_suspend import Suspension, WorkerSuspension
 from .links import LINK_HEADROOM, GatewayLinkCodec
 
 __all__ = ["Gateway", "ClientConnection"]
@@ -42,13 +43,7 @@ ROUTER_LEAST_CONNECTIONS = 1
 ROUTER_RANDOM = 2
 REGISTER_PING_INTERVAL = 25.0
 WORKER_PING_INTERVAL = 25.0
-_DROPPED = "\0dropped"
-#: how long a client's close waits for its worker to confirm it handled the messages before it
-CLOSE_ACK_TIMEOUT = 5.0
-#: a worker link that stays full this long is worth a log line (its clients are paused)
-BACKPRESSURE_LOG_AFTER = 2.0
 _PING = encode_packet(CMD_PING)
-_DRAIN_ACK = encode_packet(CMD_WORKER_DRAIN)
 _DRAIN_CMDS = frozenset((CMD_WORKER_DRAIN, CMD_WORKER_DRAINED))
 
 
@@ -97,7 +92,7 @@ class _InnerServer(Worker):
         self.gateway._worker_link_drained(conn)
 
 
-class Gateway(Worker, GatewayFacade):
+class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
     """`Gateway('websocket://0.0.0.0:7272')` with GatewayWorker's properties and defaults."""
 
     _ALIASES = dict(
@@ -321,7 +316,7 @@ class Gateway(Worker, GatewayFacade):
         return workers[key]
 
     def _forward(self, conn: ClientConnection, cmd: int, body: Any) -> None:
-        if conn.worker_key is _DROPPED:
+        if conn.worker_key is DROPPED:
             return
         packet = self.core.encode_event(cmd, conn, body)
         if self._suspended and conn.worker_key in self._suspended:
@@ -337,135 +332,6 @@ class Gateway(Worker, GatewayFacade):
         wc._write(packet, force=True)
         if wc._full and conn._status == STATUS_ESTABLISHED:
             self._pause_for(wc, conn)
-
-    # ------------------------------------------------------------ back-pressure
-    def _pause_for(self, link: TcpConnection, conn: ClientConnection) -> None:
-        """The worker link's send buffer is full: nothing is dropped (GatewayWorker drops the
-        event), instead this client is not read until the worker has taken what is queued,
-        so the client's own TCP window throttles it."""
-        paused = self._paused_by_link.get(link)
-        if paused is None:
-            paused = self._paused_by_link[link] = PausedClients()
-        elif time.monotonic() - paused.since >= BACKPRESSURE_LOG_AFTER:
-            log_once(log, "worker-buffer", "gateway %s:%d: worker %s is not keeping up (%d "
-                     "bytes queued for it); pausing reads from its clients until it catches "
-                     "up", self.lan_ip, self.lan_port, link.context.worker_key, link._out_size,
-                     interval=10.0)
-        if not conn._paused:
-            conn.pause_recv()
-            paused.clients.append(conn)
-
-    def _worker_link_drained(self, link: TcpConnection) -> None:
-        paused = self._paused_by_link.pop(link, None)
-        if paused is not None:
-            for conn in paused.clients:
-                if conn._status == STATUS_ESTABLISHED and conn.close_out is None:
-                    conn.resume_recv()
-
-    # ------------------------------------------------------------ ordered closes
-    def _hold_close(self, conn: ClientConnection, out: Any) -> bool:
-        """The client's protocol wants to close (a close frame answered, a protocol error, an
-        oversize message) after writing `out`. The client's worker may still be answering the
-        messages it sent before: forward CMD_ON_CLOSE with FLAG_CLOSE_ACK now, in order behind
-        them, and write `out` and close when the worker says it got there (CMD_CLOSE_DONE),
-        so the replies leave before the close frame. Only with a gwgevent worker that
-        announced "close_ack"; otherwise the close goes out at once, as in GatewayWorker."""
-        wc = self.worker_conns.get(conn.worker_key) if conn.worker_key else None
-        if wc is None or "close_ack" not in wc.context.features or conn.id in self._held \
-                or self.core.connections.get(conn.id) is not conn:
-            return False
-        conn.pause_recv()
-        conn.close_out = list(out) if out else []
-        wc._write(self.core.encode_event(CMD_ON_CLOSE, conn, b"", FLAG_CLOSE_ACK), force=True)
-        self._closing[conn.id] = (conn, time.monotonic() + CLOSE_ACK_TIMEOUT)
-        if not self._closing_timer:
-            self._closing_timer = Timer.add(0.5, self._expire_closing)
-        return True
-
-    def _close_done(self, connection_id: int) -> None:
-        entry = self._closing.pop(connection_id, None)
-        if entry is not None:
-            self._finish_close(entry[0])
-
-    @staticmethod
-    def _finish_close(conn: ClientConnection) -> None:
-        if conn._status != STATUS_ESTABLISHED:
-            return
-        for chunk in conn.close_out or ():
-            conn._write(chunk, force=True)
-        conn._close_after_flush()
-
-    def _expire_closing(self) -> None:
-        now = time.monotonic()
-        for cid, (conn, deadline) in list(self._closing.items()):
-            if now >= deadline:
-                del self._closing[cid]
-                log_once(log, "close-ack", "gateway %s:%d: worker %s did not confirm the close "
-                         "of client %s within %.0f s; closing it anyway", self.lan_ip,
-                         self.lan_port, conn.worker_key, conn.id, CLOSE_ACK_TIMEOUT,
-                         interval=10.0)
-                self._finish_close(conn)
-        if not self._closing and self._closing_timer:
-            Timer.delete(self._closing_timer)
-            self._closing_timer = 0
-
-    # ------------------------------------------------------------ holding while no worker
-    def _hold(self, conn: ClientConnection, packet: bytes) -> None:
-        entry = self._held.get(conn.id)
-        if entry is None:
-            if self._held_total >= self.hold_max_total or self.hold_timeout <= 0:
-                self._drop_unready(conn, "the hold queue is full")
-                return
-            entry = self._held[conn.id] = [conn, time.monotonic(), []]
-            if not self._hold_timer:
-                self._hold_timer = Timer.add(0.25, self._expire_held)
-        if len(entry[2]) >= self.hold_max_per_client:
-            self._drop_unready(conn, "it sent more than %d events" % self.hold_max_per_client)
-            return
-        entry[2].append(packet)
-        self._held_total += 1
-
-    def _drop_unready(self, conn: ClientConnection, why: str) -> None:
-        """GatewayWorker's answer when no worker is connected: drop the client."""
-        entry = self._held.pop(conn.id, None)
-        if entry is not None:
-            self._held_total -= len(entry[2])
-        conn.worker_key = _DROPPED
-        if time.monotonic() - self._started_at > 2.0:
-            log_once(log, "not-ready", "gateway %s:%d: connections between Gateway and "
-                     "BusinessWorker are not ready; dropped client %s from %s (%s)",
-                     self.lan_ip, self.lan_port, conn.id, conn.remote_address, why,
-                     interval=5.0)
-        conn.destroy()
-
-    def _expire_held(self) -> None:
-        deadline = time.monotonic() - self.hold_timeout
-        for cid, entry in list(self._held.items()):
-            if entry[1] <= deadline:
-                conn = entry[0]
-                if conn._status >= 3:
-                    self._held_total -= len(self._held.pop(cid)[2])
-                else:
-                    self._drop_unready(conn, "no worker within %.1f s" % self.hold_timeout)
-        if not self._held and self._hold_timer:
-            Timer.delete(self._hold_timer)
-            self._hold_timer = 0
-
-    def _flush_held(self) -> None:
-        held, self._held = self._held, {}
-        self._held_total = 0
-        for cid, (conn, _, packets) in held.items():
-            wc = self._route(conn, CMD_ON_MESSAGE, b"")
-            if wc is None:
-                self._held[cid] = [conn, time.monotonic(), packets]
-                self._held_total += len(packets)
-                continue
-            for packet in packets:
-                wc._write(packet, force=True)
-            if conn._status >= 3 and conn.worker_key in self._lc:
-                # closed while held: its ON_CLOSE just went out, and _connection_closed had
-                # no worker to un-count it from
-                self._lc[conn.worker_key] -= 1
 
     # ------------------------------------------------------------ inner port
     def _on_inner_packets(self, link: TcpConnection, packets: list) -> None:
@@ -585,115 +451,6 @@ class Gateway(Worker, GatewayFacade):
     def _ping_workers(self) -> None:
         for link in list(self.worker_conns.values()):
             link._write(_PING)
-
-    # ------------------------------------------------------------ suspended worker links
-    def _worker_drain(self, link: TcpConnection, state: _Link, cmd: int) -> None:
-        """The drain handshake (gateway_protocol.CMD_WORKER_DRAIN): stop routing to the worker
-        and answer, so it knows nothing follows; on CMD_WORKER_DRAINED every event it got is
-        handled and answered, so its clients' waiting events go to the other workers."""
-        key = state.worker_key
-        susp = self._suspended.get(key) if key else None
-        routed = bool(key) and (self.worker_conns.get(key) is link or
-                                (susp is not None and susp.link is link))
-        if cmd == CMD_WORKER_DRAIN:
-            if routed:
-                self._suspend(link, key, DRAINING)
-            link._write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
-            return
-        if not routed:
-            return
-        if susp is not None:
-            self._release(key)
-        state.worker_key = ""          # this link is no worker's any more; it closes next
-        if self.on_business_worker_close is not None:
-            self._call_user(self.on_business_worker_close, link)
-
-    def _suspend(self, link: TcpConnection, key: str, reason: str) -> None:
-        """Route nothing to this link for now: no new clients, its clients' events wait."""
-        if self.worker_conns.get(key) is link:
-            del self.worker_conns[key]
-            self._lc.pop(key, None)
-        susp = self._suspended.get(key)
-        if susp is not None and susp.link is link:
-            susp.reason = reason
-            return
-        if susp is not None:
-            self._release(key, close=True)
-        self._suspended[key] = Suspension(link, key, reason)
-
-    def _release(self, key: str, close: bool = False) -> None:
-        """End a suspension: its clients forget the worker, their waiting events go (in order)
-        to the workers the router picks now, or to the no-worker hold."""
-        susp = self._suspended.pop(key)
-        for conn, packets in susp.take():
-            if conn.worker_key == key:
-                conn.worker_key = None
-            for packet in packets:
-                self._route_held(conn, packet)
-            if conn._status >= 3 and conn.worker_key in self._lc:
-                self._lc[conn.worker_key] -= 1     # closed while waiting (see _flush_held)
-        if close:
-            susp.link.context.worker_key = ""
-            susp.link.close()
-
-    def _route_held(self, conn: ClientConnection, packet: bytes) -> None:
-        if conn.id not in self._held:
-            wc = self._route(conn, CMD_ON_MESSAGE, b"")
-            if wc is not None:
-                wc._write(packet)
-                return
-        self._hold(conn, packet)
-
-    def _resume(self, key: str) -> None:
-        """An unresponsive worker answers again: route to it as before, waiting events first."""
-        susp = self._suspended.pop(key)
-        link = susp.link
-        self.worker_conns[key] = link
-        self._lc[key] = sum(1 for c in self.core.connections.values() if c.worker_key == key)
-        held = susp.count
-        for conn, packets in susp.take():
-            for packet in packets:
-                link._write(packet, force=True)
-        log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
-                 "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
-                 time.monotonic() - susp.since, held)
-
-    def _suspended_link_closed(self, link: TcpConnection, key: str) -> None:
-        susp = self._suspended[key]
-        if susp.reason == UNRESPONSIVE:
-            log.warning("gateway %s:%d: worker %s went away without answering again; %d waiting "
-                        "event(s) of %d client(s) go to other workers", self.lan_ip,
-                        self.lan_port, key, susp.count, len(susp.held))
-        self._release(key)
-        if self.on_business_worker_close is not None:
-            self._call_user(self.on_business_worker_close, link)
-
-    def _pong(self, link: TcpConnection, state: _Link) -> None:
-        state.last_pong = time.monotonic()
-        susp = self._suspended.get(state.worker_key) if state.worker_key else None
-        if susp is not None and susp.link is link and susp.reason == UNRESPONSIVE:
-            self._resume(state.worker_key)
-
-    def _check_workers_alive(self) -> None:
-        """Ping every worker that answers pings ("pong" feature); one that has not answered for
-        worker_ping_timeout is suspended (see gateway_suspend.py) until it answers or goes."""
-        now = time.monotonic()
-        timeout = float(self.worker_ping_timeout)
-        for key, link in list(self.worker_conns.items()):
-            state = link.context
-            if "pong" not in state.features:
-                continue
-            if now - state.last_pong > timeout:
-                self._suspend(link, key, UNRESPONSIVE)
-                # once a minute per worker: a worker that is only slow at times must not flood
-                log_once(log, "silent-" + key, "gateway %s:%d: worker %s has not answered pings "
-                         "for %.1f s; new clients go to other workers, its clients' events wait "
-                         "for it", self.lan_ip, self.lan_port, key, now - state.last_pong)
-            else:
-                link._write(_PING)
-        for susp in list(self._suspended.values()):
-            if susp.reason == UNRESPONSIVE:
-                susp.link._write(_PING)
 
     # ------------------------------------------------------------ heartbeat
     def _ping_tick(self) -> None:

@@ -16,7 +16,17 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Iterator, List, Tuple
 
+from ..codec.gateway_protocol import (CMD_ON_MESSAGE, CMD_PING, CMD_WORKER_DRAIN,
+                                     encode as encode_packet)
+from ..log import get_logger, log_once
+from ..runtime.connection import TcpConnection
+from .client_connection import ClientConnection
+
 __all__ = ["Suspension", "DRAINING", "UNRESPONSIVE", "PAUSE_AT"]
+
+log = get_logger("gateway")
+_PING = encode_packet(CMD_PING)
+_DRAIN_ACK = encode_packet(CMD_WORKER_DRAIN)
 
 DRAINING = "draining"
 UNRESPONSIVE = "unresponsive"
@@ -56,3 +66,118 @@ class Suspension:
                 conn.resume_recv()
             yield conn, packets
 
+
+class WorkerSuspension:
+    """The Gateway's side of the drain handshake and of worker liveness: a draining or silent
+    worker's link is suspended (no new events routed to it, its clients re-routed, its
+    in-flight events kept) and resumed or released. A mixin of
+    :class:`gwgevent.cluster.gateway.Gateway`."""
+
+    # ------------------------------------------------------------ suspended worker links
+    def _worker_drain(self, link: TcpConnection, state: Any, cmd: int) -> None:
+        """The drain handshake (gateway_protocol.CMD_WORKER_DRAIN): stop routing to the worker
+        and answer, so it knows nothing follows; on CMD_WORKER_DRAINED every event it got is
+        handled and answered, so its clients' waiting events go to the other workers."""
+        key = state.worker_key
+        susp = self._suspended.get(key) if key else None
+        routed = bool(key) and (self.worker_conns.get(key) is link or
+                                (susp is not None and susp.link is link))
+        if cmd == CMD_WORKER_DRAIN:
+            if routed:
+                self._suspend(link, key, DRAINING)
+            link._write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
+            return
+        if not routed:
+            return
+        if susp is not None:
+            self._release(key)
+        state.worker_key = ""          # this link is no worker's any more; it closes next
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _suspend(self, link: TcpConnection, key: str, reason: str) -> None:
+        """Route nothing to this link for now: no new clients, its clients' events wait."""
+        if self.worker_conns.get(key) is link:
+            del self.worker_conns[key]
+            self._lc.pop(key, None)
+        susp = self._suspended.get(key)
+        if susp is not None and susp.link is link:
+            susp.reason = reason
+            return
+        if susp is not None:
+            self._release(key, close=True)
+        self._suspended[key] = Suspension(link, key, reason)
+
+    def _release(self, key: str, close: bool = False) -> None:
+        """End a suspension: its clients forget the worker, their waiting events go (in order)
+        to the workers the router picks now, or to the no-worker hold."""
+        susp = self._suspended.pop(key)
+        for conn, packets in susp.take():
+            if conn.worker_key == key:
+                conn.worker_key = None
+            for packet in packets:
+                self._route_held(conn, packet)
+            if conn._status >= 3 and conn.worker_key in self._lc:
+                self._lc[conn.worker_key] -= 1     # closed while waiting (see _flush_held)
+        if close:
+            susp.link.context.worker_key = ""
+            susp.link.close()
+
+    def _route_held(self, conn: ClientConnection, packet: bytes) -> None:
+        if conn.id not in self._held:
+            wc = self._route(conn, CMD_ON_MESSAGE, b"")
+            if wc is not None:
+                wc._write(packet)
+                return
+        self._hold(conn, packet)
+
+    def _resume(self, key: str) -> None:
+        """An unresponsive worker answers again: route to it as before, waiting events first."""
+        susp = self._suspended.pop(key)
+        link = susp.link
+        self.worker_conns[key] = link
+        self._lc[key] = sum(1 for c in self.core.connections.values() if c.worker_key == key)
+        held = susp.count
+        for conn, packets in susp.take():
+            for packet in packets:
+                link._write(packet, force=True)
+        log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
+                 "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
+                 time.monotonic() - susp.since, held)
+
+    def _suspended_link_closed(self, link: TcpConnection, key: str) -> None:
+        susp = self._suspended[key]
+        if susp.reason == UNRESPONSIVE:
+            log.warning("gateway %s:%d: worker %s went away without answering again; %d waiting "
+                        "event(s) of %d client(s) go to other workers", self.lan_ip,
+                        self.lan_port, key, susp.count, len(susp.held))
+        self._release(key)
+        if self.on_business_worker_close is not None:
+            self._call_user(self.on_business_worker_close, link)
+
+    def _pong(self, link: TcpConnection, state: Any) -> None:
+        state.last_pong = time.monotonic()
+        susp = self._suspended.get(state.worker_key) if state.worker_key else None
+        if susp is not None and susp.link is link and susp.reason == UNRESPONSIVE:
+            self._resume(state.worker_key)
+
+    def _check_workers_alive(self) -> None:
+        """Ping every worker that answers pings ("pong" feature); one that has not answered for
+        worker_ping_timeout is suspended (see gateway_suspend.py) until it answers or goes."""
+        now = time.monotonic()
+        timeout = float(self.worker_ping_timeout)
+        for key, link in list(self.worker_conns.items()):
+            state = link.context
+            if "pong" not in state.features:
+                continue
+            if now - state.last_pong > timeout:
+                self._suspend(link, key, UNRESPONSIVE)
+                # once a minute per worker: a worker that is only slow at times must not flood
+                log_once(log, "silent-" + key, "gateway %s:%d: worker %s has not answered pings "
+                         "for %.1f s; new clients go to other workers, its clients' events wait "
+                         "for it", self.lan_ip, self.lan_port, key, now - state.last_pong)
+            else:
+                link._write(_PING)
+        for susp in list(self._suspended.values()):
+            if susp.reason == UNRESPONSIVE:
+                susp.link._write(_PING)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from greenlet import getcurrent
+
 from ..api.push import PushTransport
 from ..runtime.connection import STATUS_ESTABLISHED, flush_pending
 from ..log import get_logger, log_once
@@ -12,6 +14,9 @@ from ..log import get_logger, log_once
 __all__ = ["WorkerTransport"]
 
 log = get_logger("business_worker")
+
+#: a handler waiting this long for a gateway to read is worth a log line
+BACKPRESSURE_LOG_AFTER = 5.0
 
 
 class WorkerTransport(PushTransport):
@@ -22,6 +27,7 @@ class WorkerTransport(PushTransport):
     def __init__(self, bw: Any) -> None:
         super().__init__(bw.register_address, bw.secret_key, persistent=True)
         self.bw = bw
+        self._waiters: Dict[str, Any] = {}   # gateway address -> gevent Event set on drain
 
     def addresses(self) -> List[str]:
         return [a for a, link in self.bw.gateway_links.items()
@@ -47,7 +53,7 @@ class WorkerTransport(PushTransport):
                      interval=10.0)
             return False
         if link._out_size >= bw.send_to_gateway_buffer_size and \
-                not bw._wait_for_link(address, link):
+                not self.wait_for_link(address, link):
             return False
         return link._write(packet, force=True)
 
@@ -68,3 +74,35 @@ class WorkerTransport(PushTransport):
     def query_many(self, packets: Dict[str, bytes]) -> Dict[str, Any]:
         flush_pending()
         return super().query_many(packets)
+
+    def wait_for_link(self, address: str, link: Any) -> bool:
+        """Park the calling handler until the link to `address` has drained its send buffer.
+        True when it may write now, False (logged) when the link went away meanwhile. On the
+        loop itself (no handler to park) the command is queued over the limit instead."""
+        import gevent.event
+        bw = self.bw
+        if getcurrent() is bw._hub:
+            log_once(log, "gw-over-" + address, "worker %s #%d: send buffer to gateway %s is "
+                     "over its limit (%d bytes) outside a handler; queued anyway", bw.name,
+                     bw.id, address, link._out_size, interval=10.0)
+            return True
+        while link._out_size >= bw.send_to_gateway_buffer_size:
+            if link._status != STATUS_ESTABLISHED or bw.gateway_links.get(address) is not link:
+                log.warning("worker %s #%d: link to gateway %s closed while a handler waited "
+                            "to send; that command was not delivered", bw.name, bw.id,
+                            address)
+                return False
+            event = self._waiters.get(address)
+            if event is None:
+                event = self._waiters[address] = gevent.event.Event()
+            if not event.wait(BACKPRESSURE_LOG_AFTER):
+                log_once(log, "gw-wait-" + address, "worker %s #%d: gateway %s is not reading "
+                         "(%d bytes queued for it); handlers that send to it are waiting",
+                         bw.name, bw.id, address, link._out_size, interval=10.0)
+        return True
+
+    def wake(self, address: str) -> None:
+        """The link to `address` drained (or closed): let waiting handlers go on."""
+        event = self._waiters.pop(address, None)
+        if event is not None:
+            event.set()

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import child as child_mod
 from .._version import VERSION
+from .processes import describe_exit, file_paths, print_banner, set_title
 from ..log import get_logger, setup_logging
 from ..runtime import notify
 from .rolling import RollingReload
@@ -34,43 +35,6 @@ CRASHES_BEFORE_BACKOFF = 3
 MAX_BACKOFF = 30.0
 
 Slot = Tuple[int, int]  # (worker index, worker id)
-
-
-def file_paths(start_file: str) -> Dict[str, str]:
-    """Pid/status/log files live next to the start script, named after it (Workerman v5)."""
-    start_file = os.path.abspath(start_file)
-    d, base = os.path.dirname(start_file), os.path.basename(start_file)
-    return {
-        "pid": os.path.join(d, "gwgevent.%s.pid" % base),
-        "status": os.path.join(d, "gwgevent.%s.status" % base),
-        "connections": os.path.join(d, "gwgevent.%s.status.connection" % base),
-        "result": os.path.join(d, "gwgevent.%s.result" % base),
-        "log": os.path.join(d, "gwgevent.log"),
-    }
-
-
-def read_master_pid(pid_file: str) -> Optional[int]:
-    try:
-        with open(pid_file) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid_alive(pid) else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive for our purposes
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Arbiter:
@@ -119,12 +83,12 @@ class Arbiter:
         for w in self.workers:
             if w.needs_master_listener():
                 w.listen()          # bind before daemonizing: a busy port fails in the terminal
-        self.print_banner()
+        print_banner(self.workers, self.start_file, self.daemon)
         ready = self.daemonize() if self.daemon else -1
         setup_logging(process_name="master")
         self.write_pid_file()
         child_mod.paths.update(self.paths)
-        _set_title("gwgevent: master process  start_file=%s" % self.start_file)
+        set_title("gwgevent: master process  start_file=%s" % self.start_file)
         self.init_signals()
         self.channel = notify.Channel()
         self.state = "running"
@@ -141,25 +105,6 @@ class Arbiter:
             self.loop()
         finally:
             self.remove_pid_file()
-
-    def print_banner(self) -> None:
-        out = sys.stdout
-        line = "-" * 76
-        out.write("%s gwgevent %s %s\n" % ("-" * 24, VERSION, "-" * 24))
-        out.write("gwgevent version: %s          Python version: %s\n"
-                  % (VERSION, sys.version.split()[0]))
-        out.write("%s WORKERS %s\n" % ("-" * 34, "-" * 33))
-        out.write("%-10s %-28s %-32s %s\n" % ("proto", "name", "listen", "processes"))
-        for w in self.workers:
-            proto = w.transport if w.address else "none"
-            out.write("%-10s %-28s %-32s %d\n" % (proto, w.name[:28], w.listening, w.count))
-        out.write(line + "\n")
-        if self.daemon:
-            out.write("Input \"python %s stop\" to stop. Start success.\n"
-                      % os.path.basename(self.start_file))
-        else:
-            out.write("Press Ctrl+C to stop. Start success.\n")
-        out.flush()
 
     def daemonize(self) -> int:
         """Detach; returns the fd on which the master tells the waiting command it is up.
@@ -651,20 +596,3 @@ class Arbiter:
             self.kill(pid, signal.SIGIO)
 
 
-def describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return "was killed by %s" % name
-    return "exited with status %d" % os.WEXITSTATUS(status)
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-        setproctitle.setproctitle(title)
-    except ImportError:
-        pass

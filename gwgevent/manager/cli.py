@@ -11,7 +11,8 @@ import sys
 import time
 from typing import Any, List, Optional
 
-from .arbiter import STOP_TIMEOUT, Arbiter, file_paths, pid_alive, read_master_pid
+from .arbiter import STOP_TIMEOUT, Arbiter
+from .processes import file_paths, pid_alive, read_master_pid
 
 USAGE = """Usage: python {prog} <command> [mode]
 Commands:

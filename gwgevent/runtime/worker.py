@@ -22,23 +22,12 @@ from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_b
 from . import notify
 from ..log import get_logger
 from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
+from .aliases import CAMEL_ALIASES, install_aliases
 from .timer import Timer
 
 __all__ = ["Worker", "parse_address", "CAMEL_ALIASES", "close_going_away"]
 
 log = get_logger("worker")
-
-#: camelCase (Workerman) -> snake_case attribute names accepted on every Worker
-CAMEL_ALIASES = {
-    "onWorkerStart": "on_worker_start", "onWorkerStop": "on_worker_stop",
-    "onWorkerReload": "on_worker_reload", "onConnect": "on_connect", "onMessage": "on_message",
-    "onClose": "on_close", "onError": "on_error", "onBufferFull": "on_buffer_full",
-    "onBufferDrain": "on_buffer_drain", "onWebSocketConnect": "on_websocket_connect",
-    "reusePort": "reuse_port", "maxSendBufferSize": "max_send_buffer_size",
-    "maxPackageSize": "max_package_size", "stopTimeout": "stop_timeout",
-    "gracefulTimeout": "graceful_timeout", "loopTimeout": "loop_timeout",
-    "readyTimeout": "ready_timeout",
-}
 
 MAX_IDLE_RUNNERS = 64
 ACCEPTS_PER_WAKEUP = 64
@@ -148,7 +137,7 @@ class Worker:
     # ------------------------------------------------------------ aliases
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _install_aliases(cls)
+        install_aliases(cls)
 
     # ------------------------------------------------------------ master side
     @property
@@ -542,26 +531,7 @@ def set_launcher(run_all: Callable[[], None]) -> None:
     _launcher = run_all
 
 
-def _alias(snake: str) -> property:
-    def get(self: Any) -> Any:
-        return getattr(self, snake)
-
-    def set_(self: Any, value: Any) -> None:
-        setattr(self, snake, value)
-    return property(get, set_, doc="camelCase alias of `%s`" % snake)
-
-
-def _install_aliases(cls: type) -> None:
-    """camelCase (Workerman/GatewayWorker) names as properties over the snake_case attributes:
-    PHP users' muscle memory works, and plain attribute writes stay fast (no __setattr__)."""
-    for camel, snake in cls._ALIASES.items():
-        if camel not in cls.__dict__:
-            # type.__setattr__: a role's metaclass may give class-level writes a meaning of its
-            # own (the Gateway facade's `Gateway.registerAddress = ...` configures the API)
-            type.__setattr__(cls, camel, _alias(snake))
-
-
-_install_aliases(Worker)
+install_aliases(Worker)
 
 
 def _handshake_pending(codec: Any) -> bool:

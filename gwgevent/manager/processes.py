@@ -1,0 +1,91 @@
+"""What the master knows about processes and their files, apart from the master itself: the
+pid/status/log file names next to the start file, whether a pid is alive, how a child's exit
+reads in the log, the process title, and the start banner."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any, Dict, List, Optional
+
+from .._version import VERSION
+
+__all__ = ["file_paths", "read_master_pid", "pid_alive", "describe_exit", "set_title",
+           "print_banner"]
+
+
+def file_paths(start_file: str) -> Dict[str, str]:
+    """Pid/status/log files live next to the start script, named after it (Workerman v5)."""
+    start_file = os.path.abspath(start_file)
+    d, base = os.path.dirname(start_file), os.path.basename(start_file)
+    return {
+        "pid": os.path.join(d, "gwgevent.%s.pid" % base),
+        "status": os.path.join(d, "gwgevent.%s.status" % base),
+        "connections": os.path.join(d, "gwgevent.%s.status.connection" % base),
+        "result": os.path.join(d, "gwgevent.%s.result" % base),
+        "log": os.path.join(d, "gwgevent.log"),
+    }
+
+
+def read_master_pid(pid_file: str) -> Optional[int]:
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return "was killed by %s" % name
+    return "exited with status %d" % os.WEXITSTATUS(status)
+
+
+def set_title(title: str) -> None:
+    try:
+        import setproctitle
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass
+
+
+def print_banner(workers: List[Any], start_file: str, daemon: bool) -> None:
+    """Workerman's start banner: version, then one row per Worker."""
+    out = sys.stdout
+    line = "-" * 76
+    out.write("%s gwgevent %s %s\n" % ("-" * 24, VERSION, "-" * 24))
+    out.write("gwgevent version: %s          Python version: %s\n"
+              % (VERSION, sys.version.split()[0]))
+    out.write("%s WORKERS %s\n" % ("-" * 34, "-" * 33))
+    out.write("%-10s %-28s %-32s %s\n" % ("proto", "name", "listen", "processes"))
+    for w in workers:
+        proto = w.transport if w.address else "none"
+        out.write("%-10s %-28s %-32s %d\n" % (proto, w.name[:28], w.listening, w.count))
+    out.write(line + "\n")
+    if daemon:
+        out.write("Input \"python %s stop\" to stop. Start success.\n"
+                  % os.path.basename(start_file))
+    else:
+        out.write("Press Ctrl+C to stop. Start success.\n")
+    out.flush()
