@@ -200,12 +200,12 @@ class BusinessWorker(WorkerSessions, Worker):
             gevent.sleep(0.002)
         flush_pending()
         for address, link in list(self.gateway_links.items()):
-            if address in draining and link._status == STATUS_ESTABLISHED:
-                link._write(_DRAINED, force=True)   # the gateway reads it after every reply
+            if address in draining and link.status == STATUS_ESTABLISHED:
+                link.write(_DRAINED, force=True)   # the gateway reads it after every reply
                 link.close()
             else:
                 link.cancel()
-        while any(link._status != STATUS_CLOSED for link in draining.values()):
+        while any(link.status != STATUS_CLOSED for link in draining.values()):
             if time.monotonic() >= deadline + 1.0:
                 break
             gevent.sleep(0.002)
@@ -221,9 +221,9 @@ class BusinessWorker(WorkerSessions, Worker):
         """Send CMD_WORKER_DRAIN to every linked gateway that understands it."""
         draining = {}
         for address, link in self.gateway_links.items():
-            if link._status == STATUS_ESTABLISHED and \
+            if link.status == STATUS_ESTABLISHED and \
                     "drain" in self.gateway_features.get(address, ()):
-                link._write(_DRAIN)
+                link.write(_DRAIN)
                 draining[address] = link
         return draining
 
@@ -231,7 +231,7 @@ class BusinessWorker(WorkerSessions, Worker):
         """Every draining gateway has answered (or is gone) and no event is waiting or running."""
         if self._ready or self._active:
             return False
-        return all(address in self._drained or link._status != STATUS_ESTABLISHED
+        return all(address in self._drained or link.status != STATUS_ESTABLISHED
                    for address, link in draining.items())
 
     def on_stopped(self) -> None:
@@ -327,7 +327,7 @@ class BusinessWorker(WorkerSessions, Worker):
         return "%s#%d" % (key, self.generation) if self.generation else key
 
     def _gateway_connected(self, link: AsyncTcpConnection, hello: bytes) -> None:
-        link._write(hello, force=True)
+        link.write(hello, force=True)
         self._linked_at[link.address] = time.monotonic()
 
     def _check_ready(self) -> None:
@@ -339,7 +339,7 @@ class BusinessWorker(WorkerSessions, Worker):
         now = time.monotonic()
         for address in self._addresses:
             link = self.gateway_links.get(address)
-            if link is None or link._status != STATUS_ESTABLISHED:
+            if link is None or link.status != STATUS_ESTABLISHED:
                 return
             if address not in self.gateway_features and \
                     now - self._linked_at.get(address, now) < HELLO_WAIT:
@@ -399,7 +399,7 @@ class BusinessWorker(WorkerSessions, Worker):
             if pkt.body:
                 self._gateway_hello(link, pkt.body)
             elif "pong" in self.gateway_features.get(link.address, ()):
-                link._write(_PONG)       # its liveness check: this loop still runs
+                link.write(_PONG)       # its liveness check: this loop still runs
         elif cmd == CMD_WORKER_DRAIN and self.stopping:
             self._drained.add(link.address)     # nothing more follows on this link
         else:
@@ -414,7 +414,7 @@ class BusinessWorker(WorkerSessions, Worker):
             if limit:
                 self.gateway_packet_limit[link.address] = limit
                 link.max_package_size = max(link.max_package_size, limit)
-            link._write(_HELLO)
+            link.write(_HELLO)
             self._check_ready()
 
     def _gateway_info(self, ip: int, port: int) -> tuple:
@@ -539,13 +539,13 @@ class BusinessWorker(WorkerSessions, Worker):
     def status_row(self) -> dict:
         row = super().status_row()
         row["connections"] = sum(1 for link in self.gateway_links.values()
-                                 if link._status == STATUS_ESTABLISHED)
+                                 if link.status == STATUS_ESTABLISHED)
         return row
 
     def connection_rows(self) -> list:
         rows = []
         for address, link in self.gateway_links.items():
-            if link._status != STATUS_ESTABLISHED:
+            if link.status != STATUS_ESTABLISHED:
                 continue
             recvq, sendq = link.kernel_queues()
             rows.append({

@@ -259,7 +259,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         self.core.add_client(conn)
         if self.on_connect is not None:
             self._call_user(self.on_connect, conn)
-        if conn._status < 3:
+        if conn.is_open:
             self._forward(conn, CMD_ON_CONNECT, b"")
 
     def _deliver(self, conn: ClientConnection, msgs: list) -> None:
@@ -272,7 +272,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
     def _deliver_handshake(self, conn: ClientConnection, data: dict) -> None:
         if self.on_websocket_connect is not None:
             self._call_user(self.on_websocket_connect, conn, data)
-        if conn._status < 3:
+        if conn.is_open:
             self._forward(conn, CMD_ON_WEBSOCKET_CONNECT, data)
 
     def _connection_closed(self, conn: ClientConnection) -> None:
@@ -329,8 +329,8 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         if wc is None:
             self._hold(conn, packet)
             return
-        wc._write(packet, force=True)
-        if wc._full and conn._status == STATUS_ESTABLISHED:
+        wc.write(packet, force=True)
+        if wc.buffer_full and conn.status == STATUS_ESTABLISHED:
             self._pause_for(wc, conn)
 
     # ------------------------------------------------------------ inner port
@@ -351,7 +351,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
     def _run_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
         for link, packets in deferred:
-            if link._status < 3:
+            if link.is_open:
                 try:
                     self._handle_inner(link, link.context, packets)
                 except Exception:
@@ -361,7 +361,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
 
     def _handle_inner(self, link: TcpConnection, state: "_Link", packets: list) -> None:
         handle = self.core.handle
-        reply = link._write
+        reply = link.write
         for pkt in packets:
             cmd = pkt.cmd
             if cmd == CMD_WORKER_CONNECT:
@@ -385,7 +385,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
                 self._worker_drain(link, state, cmd)
             else:
                 handle(pkt, reply)
-            if link._status >= 3:
+            if not link.is_open:
                 return
 
     def _auth_body(self, link: TcpConnection, pkt: Any) -> Optional[dict]:
@@ -425,7 +425,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         link.max_send_buffer_size = self.send_to_worker_buffer_size
         self.worker_conns[key] = link
         self._lc[key] = 0
-        link._write(self._hello)   # a gwgevent worker answers with its features; PHP ignores it
+        link.write(self._hello)   # a gwgevent worker answers with its features; PHP ignores it
         if self.on_business_worker_connected is not None:
             self._call_user(self.on_business_worker_connected, link)
         if self._held:
@@ -450,7 +450,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
 
     def _ping_workers(self) -> None:
         for link in list(self.worker_conns.values()):
-            link._write(_PING)
+            link.write(_PING)
 
     # ------------------------------------------------------------ heartbeat
     def _ping_tick(self) -> None:

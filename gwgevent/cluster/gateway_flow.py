@@ -40,9 +40,9 @@ class GatewayFlow:
         elif time.monotonic() - paused.since >= BACKPRESSURE_LOG_AFTER:
             log_once(log, "worker-buffer", "gateway %s:%d: worker %s is not keeping up (%d "
                      "bytes queued for it); pausing reads from its clients until it catches "
-                     "up", self.lan_ip, self.lan_port, link.context.worker_key, link._out_size,
+                     "up", self.lan_ip, self.lan_port, link.context.worker_key, link.send_buffer_size,
                      interval=10.0)
-        if not conn._paused:
+        if not conn.paused:
             conn.pause_recv()
             paused.clients.append(conn)
 
@@ -50,7 +50,7 @@ class GatewayFlow:
         paused = self._paused_by_link.pop(link, None)
         if paused is not None:
             for conn in paused.clients:
-                if conn._status == STATUS_ESTABLISHED and conn.close_out is None:
+                if conn.status == STATUS_ESTABLISHED and conn.close_out is None:
                     conn.resume_recv()
 
     # ------------------------------------------------------------ ordered closes
@@ -67,7 +67,7 @@ class GatewayFlow:
             return False
         conn.pause_recv()
         conn.close_out = list(out) if out else []
-        wc._write(self.core.encode_event(CMD_ON_CLOSE, conn, b"", FLAG_CLOSE_ACK), force=True)
+        wc.write(self.core.encode_event(CMD_ON_CLOSE, conn, b"", FLAG_CLOSE_ACK), force=True)
         self._closing[conn.id] = (conn, time.monotonic() + CLOSE_ACK_TIMEOUT)
         if not self._closing_timer:
             self._closing_timer = Timer.add(0.5, self._expire_closing)
@@ -80,10 +80,10 @@ class GatewayFlow:
 
     @staticmethod
     def _finish_close(conn: ClientConnection) -> None:
-        if conn._status != STATUS_ESTABLISHED:
+        if conn.status != STATUS_ESTABLISHED:
             return
         for chunk in conn.close_out or ():
-            conn._write(chunk, force=True)
+            conn.write(chunk, force=True)
         conn._close_after_flush()
 
     def _expire_closing(self) -> None:
@@ -134,7 +134,7 @@ class GatewayFlow:
         for cid, entry in list(self._held.items()):
             if entry[1] <= deadline:
                 conn = entry[0]
-                if conn._status >= 3:
+                if not conn.is_open:
                     self._held_total -= len(self._held.pop(cid)[2])
                 else:
                     self._drop_unready(conn, "no worker within %.1f s" % self.hold_timeout)
@@ -152,8 +152,8 @@ class GatewayFlow:
                 self._held_total += len(packets)
                 continue
             for packet in packets:
-                wc._write(packet, force=True)
-            if conn._status >= 3 and conn.worker_key in self._lc:
+                wc.write(packet, force=True)
+            if not conn.is_open and conn.worker_key in self._lc:
                 # closed while held: its ON_CLOSE just went out, and _connection_closed had
                 # no worker to un-count it from
                 self._lc[conn.worker_key] -= 1

@@ -54,7 +54,7 @@ class Suspension:
         packets = entry[1]
         packets.append(packet)
         self.count += 1
-        if len(packets) == PAUSE_AT and conn._status < 3:
+        if len(packets) == PAUSE_AT and conn.is_open:
             conn.pause_recv()
 
     def take(self) -> Iterator[Tuple[Any, List[bytes]]]:
@@ -62,7 +62,7 @@ class Suspension:
         held, self.held = self.held, {}
         self.count = 0
         for conn, packets in held.values():
-            if conn._paused and conn._status < 3:
+            if conn.paused and conn.is_open:
                 conn.resume_recv()
             yield conn, packets
 
@@ -85,7 +85,7 @@ class WorkerSuspension:
         if cmd == CMD_WORKER_DRAIN:
             if routed:
                 self._suspend(link, key, DRAINING)
-            link._write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
+            link.write(_DRAIN_ACK)    # (a link we route nothing to gets its answer at once)
             return
         if not routed:
             return
@@ -117,7 +117,7 @@ class WorkerSuspension:
                 conn.worker_key = None
             for packet in packets:
                 self._route_held(conn, packet)
-            if conn._status >= 3 and conn.worker_key in self._lc:
+            if not conn.is_open and conn.worker_key in self._lc:
                 self._lc[conn.worker_key] -= 1     # closed while waiting (see _flush_held)
         if close:
             susp.link.context.worker_key = ""
@@ -127,7 +127,7 @@ class WorkerSuspension:
         if conn.id not in self._held:
             wc = self._route(conn, CMD_ON_MESSAGE, b"")
             if wc is not None:
-                wc._write(packet)
+                wc.write(packet)
                 return
         self._hold(conn, packet)
 
@@ -140,7 +140,7 @@ class WorkerSuspension:
         held = susp.count
         for conn, packets in susp.take():
             for packet in packets:
-                link._write(packet, force=True)
+                link.write(packet, force=True)
         log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
                  "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
                  time.monotonic() - susp.since, held)
@@ -177,7 +177,7 @@ class WorkerSuspension:
                          "for %.1f s; new clients go to other workers, its clients' events wait "
                          "for it", self.lan_ip, self.lan_port, key, now - state.last_pong)
             else:
-                link._write(_PING)
+                link.write(_PING)
         for susp in list(self._suspended.values()):
             if susp.reason == UNRESPONSIVE:
-                susp.link._write(_PING)
+                susp.link.write(_PING)

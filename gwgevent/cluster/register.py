@@ -83,7 +83,7 @@ class Register(Worker):
             peer.timer.stop()
             peer.timer = None
         for line in msgs:
-            if conn.status >= 3:
+            if not conn.is_open:
                 return
             self._handle_line(conn, peer, line)
 

@@ -31,11 +31,11 @@ class WorkerTransport(PushTransport):
 
     def addresses(self) -> List[str]:
         return [a for a, link in self.bw.gateway_links.items()
-                if link._status == STATUS_ESTABLISHED]
+                if link.status == STATUS_ESTABLISHED]
 
     def is_connected(self, address: str) -> bool:
         link = self.bw.gateway_links.get(address)
-        return link is not None and link._status == STATUS_ESTABLISHED
+        return link is not None and link.status == STATUS_ESTABLISHED
 
     def send(self, address: str, packet: bytes) -> bool:
         """Queue a command on the link to `address`. Nothing is dropped for a full buffer:
@@ -43,7 +43,7 @@ class WorkerTransport(PushTransport):
         False, with a log line, when the link is gone or the gateway could never take it."""
         bw = self.bw
         link = bw.gateway_links.get(address)
-        if link is None or link._status != STATUS_ESTABLISHED:
+        if link is None or link.status != STATUS_ESTABLISHED:
             return False
         limit = bw.gateway_packet_limit.get(address)
         if limit and len(packet) > limit:
@@ -52,10 +52,10 @@ class WorkerTransport(PushTransport):
                      "headers); not sent", bw.name, bw.id, len(packet), address, limit,
                      interval=10.0)
             return False
-        if link._out_size >= bw.send_to_gateway_buffer_size and \
+        if link.send_buffer_size >= bw.send_to_gateway_buffer_size and \
                 not self.wait_for_link(address, link):
             return False
-        return link._write(packet, force=True)
+        return link.write(packet, force=True)
 
     def send_all(self, packet: bytes) -> None:
         for address in self.addresses():
@@ -84,10 +84,10 @@ class WorkerTransport(PushTransport):
         if getcurrent() is bw._hub:
             log_once(log, "gw-over-" + address, "worker %s #%d: send buffer to gateway %s is "
                      "over its limit (%d bytes) outside a handler; queued anyway", bw.name,
-                     bw.id, address, link._out_size, interval=10.0)
+                     bw.id, address, link.send_buffer_size, interval=10.0)
             return True
-        while link._out_size >= bw.send_to_gateway_buffer_size:
-            if link._status != STATUS_ESTABLISHED or bw.gateway_links.get(address) is not link:
+        while link.send_buffer_size >= bw.send_to_gateway_buffer_size:
+            if link.status != STATUS_ESTABLISHED or bw.gateway_links.get(address) is not link:
                 log.warning("worker %s #%d: link to gateway %s closed while a handler waited "
                             "to send; that command was not delivered", bw.name, bw.id,
                             address)
@@ -98,7 +98,7 @@ class WorkerTransport(PushTransport):
             if not event.wait(BACKPRESSURE_LOG_AFTER):
                 log_once(log, "gw-wait-" + address, "worker %s #%d: gateway %s is not reading "
                          "(%d bytes queued for it); handlers that send to it are waiting",
-                         bw.name, bw.id, address, link._out_size, interval=10.0)
+                         bw.name, bw.id, address, link.send_buffer_size, interval=10.0)
         return True
 
     def wake(self, address: str) -> None:

@@ -11,6 +11,7 @@ broadcast of many frames to one receiver costs one syscall per receiver per iter
 """
 from __future__ import annotations
 
+import enum
 import errno
 from collections import deque
 from typing import Any, Callable, List, Optional
@@ -21,12 +22,24 @@ from gevent import get_hub
 from ..log import get_logger
 from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
 
-__all__ = ["TcpConnection", "flush_pending", "STATUS_NAMES"]
+__all__ = ["TcpConnection", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
 
 log = get_logger("connection")
 
-STATUS_INITIAL, STATUS_CONNECTING, STATUS_ESTABLISHED, STATUS_CLOSING, STATUS_CLOSED = range(5)
-STATUS_NAMES = {0: "INITIAL", 1: "CONNECTING", 2: "ESTABLISHED", 3: "CLOSING", 4: "CLOSED"}
+class ConnectionStatus(enum.IntEnum):
+    """Workerman's TcpConnection::STATUS_*. Ordered: everything below CLOSING may still carry
+    data (`TcpConnection.is_open`)."""
+
+    INITIAL = 0
+    CONNECTING = 1
+    ESTABLISHED = 2
+    CLOSING = 3
+    CLOSED = 4
+
+
+STATUS_INITIAL, STATUS_CONNECTING, STATUS_ESTABLISHED, STATUS_CLOSING, STATUS_CLOSED = \
+    ConnectionStatus
+STATUS_NAMES = {s.value: s.name for s in ConnectionStatus}
 
 READ_SIZE = 65536
 
@@ -145,7 +158,7 @@ class TcpConnection:
             codec.out = ()
             if not codec.closing:
                 for chunk in out:
-                    self._write(chunk, force=True)
+                    self.write(chunk, force=True)
                 out = ()
         handshake = codec.handshake
         if handshake is not None:
@@ -167,7 +180,7 @@ class TcpConnection:
                 codec.closing = 0
                 return
             for chunk in out:
-                self._write(chunk, force=True)
+                self.write(chunk, force=True)
         if closing == CODEC_DESTROY_NOW:
             self.destroy()
         else:
@@ -196,7 +209,7 @@ class TcpConnection:
                 return None
         elif type(data) is str:
             data = data.encode()
-        return self._write(data)
+        return self.write(data)
 
     def send_binary(self, data: Any) -> Optional[bool]:
         """Like send(), framed as a binary message where the protocol has message types
@@ -206,9 +219,12 @@ class TcpConnection:
         data = self.codec.encode_binary(data)
         if not data:
             return None
-        return self._write(data)
+        return self.write(data)
 
-    def _write(self, data: bytes, force: bool = False) -> bool:
+    def write(self, data: bytes, force: bool = False) -> bool:
+        """Queue bytes that are already framed (no codec). `force` ignores the send-buffer
+        limit: protocol control data, and owners that apply back-pressure themselves. False
+        (counted in send_fail, on_error told) when the buffer is full."""
         size = self._out_size
         if size >= self.max_send_buffer_size and not force:
             self._buffer_overflow()
@@ -291,7 +307,7 @@ class TcpConnection:
             if frame is not None:
                 fb = frame()
                 if fb:
-                    self._write(fb, force=True)
+                    self.write(fb, force=True)
         self._close_after_flush()
 
     def _close_after_flush(self) -> None:
@@ -340,8 +356,23 @@ class TcpConnection:
 
     # ---------------------------------------------------------------- info
     @property
-    def status(self) -> int:
+    def status(self) -> ConnectionStatus:
         return self._status
+
+    @property
+    def is_open(self) -> bool:
+        """Not closing or closed: data may still be sent and received."""
+        return self._status < STATUS_CLOSING
+
+    @property
+    def paused(self) -> bool:
+        """Reading is paused (pause_recv)."""
+        return self._paused
+
+    @property
+    def buffer_full(self) -> bool:
+        """The send buffer reached max_send_buffer_size and has not drained since."""
+        return self._full
 
     @property
     def remote_address(self) -> str:

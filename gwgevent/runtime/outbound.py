@@ -174,7 +174,7 @@ class AsyncTcpConnection(TcpConnection):
             self.worker = LinkEvents()  # nobody to tell any more
             self.destroy()
 
-    def _write(self, data: bytes, force: bool = False) -> bool:
+    def write(self, data: bytes, force: bool = False) -> bool:
         if self._status == STATUS_CONNECTING:
             # queue until connected; the connect watcher occupies _ww so no flush is scheduled
             if self._out is None:
@@ -184,7 +184,7 @@ class AsyncTcpConnection(TcpConnection):
                 self._out.append(data)
                 self._out_size += len(data)
             return True
-        return super()._write(data, force)
+        return super().write(data, force)
 
     def send(self, data: Any, raw: bool = False) -> Optional[bool]:
         if self._status == STATUS_CONNECTING:
@@ -192,7 +192,7 @@ class AsyncTcpConnection(TcpConnection):
                 data = self.codec.encode(data)
             elif type(data) is str:
                 data = data.encode()
-            return self._write(data)
+            return self.write(data)
         return super().send(data, raw)
 
 

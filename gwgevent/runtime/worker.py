@@ -293,7 +293,7 @@ class Worker:
         if self.handshake_timeout and _handshake_pending(conn.codec):
             self._watch_handshake(conn)
         self._on_open(conn)
-        if conn._status < 3:
+        if conn.is_open:
             conn.start_reading()
         return conn
 
@@ -316,7 +316,7 @@ class Worker:
         connections = self.connections
         for cid, deadline in list(pending.items()):
             conn = connections.get(cid)
-            if conn is None or conn._status >= STATUS_CLOSING or \
+            if conn is None or conn.status >= STATUS_CLOSING or \
                     not _handshake_pending(conn.codec):
                 del pending[cid]
             elif now >= deadline:
@@ -464,7 +464,7 @@ class Worker:
         "going away"), tell the master how many, and exit."""
         if self._stop_event.is_set() or not self._graceful:
             return
-        conns = [c for c in self.connections.values() if c._status < STATUS_CLOSING]
+        conns = [c for c in self.connections.values() if c.status < STATUS_CLOSING]
         log.info("%s #%d: graceful_timeout (%s s) is over; closing the %d connection(s) still "
                  "open", self.name, self.id, self.graceful_timeout, len(conns))
         notify.report("closed_at_timeout", count=len(conns))
