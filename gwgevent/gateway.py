@@ -28,6 +28,8 @@ from .gateway_core import GatewayCore
 from .links import LINK_HEADROOM, GatewayLinkCodec
 from .log import get_logger, log_once
 from .protocols import get_codec_class
+from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
+from .proxy import TrustedProxies, forwarded_client_ip
 from .timer import Timer
 from .worker import Worker
 
@@ -52,7 +54,8 @@ class ClientConnection(TcpConnection):
     `close_out` is None, or, while the gateway holds a protocol close back until the client's
     worker has answered its earlier messages, the bytes the protocol wants to write last."""
 
-    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out")
+    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out",
+                 "connect_held")
 
 
 class _Link:
@@ -136,6 +139,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         protocolAccelerate="protocol_accelerate",
         onBusinessWorkerConnected="on_business_worker_connected",
         onBusinessWorkerClose="on_business_worker_close",
+        trustedProxies="trusted_proxies",
     )
 
     ROUTER_LEAST_CONNECTIONS = ROUTER_LEAST_CONNECTIONS
@@ -164,6 +168,9 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.hold_timeout = 3.0
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
+        #: addresses/networks of reverse proxies whose X-Forwarded-For / X-Real-IP headers
+        #: name the client (websocket only; see gwgevent/proxy.py). Empty: headers ignored.
+        self.trusted_proxies: Any = ()
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -183,12 +190,14 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         #: connection id -> (client, deadline) for closes waiting on CMD_CLOSE_DONE
         self._closing: Dict[int, tuple] = {}
         self._closing_timer = 0
+        self._trusted = TrustedProxies(())
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
         from gevent import get_hub
         self._hub = get_hub()
         self._started_at = time.monotonic()
+        self._trusted = TrustedProxies(self.trusted_proxies)
         self.lan_port = int(self.start_port) + self.id
         self.core = GatewayCore(self.lan_ip, self.lan_port, self.port, log=log)
         self.connections = self.core.connections     # one table, not two
@@ -272,6 +281,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         conn.ping_count = -1
         conn.worker_key = None
         conn.close_out = None
+        conn.connect_held = False
         conn.max_send_buffer_size = self.send_to_client_buffer_size
         codec = conn.codec
         if hasattr(codec, "raw_text"):
@@ -280,7 +290,13 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         if self.on_connect is not None:
             self._call_user(self.on_connect, conn)
         if conn._status < 3:
-            self._forward(conn, CMD_ON_CONNECT, b"")
+            if self._trusted and conn.remote_ip in self._trusted and \
+                    codec.__class__ is WebSocketCodec and codec.state == _WS_HANDSHAKE:
+                # a proxy's client: its address arrives with the handshake headers, so the
+                # workers hear of the client (CMD_ON_CONNECT) once the handshake is in
+                conn.connect_held = True
+            else:
+                self._forward(conn, CMD_ON_CONNECT, b"")
 
     def _deliver(self, conn: ClientConnection, msgs: list) -> None:
         self.total_request += len(msgs)
@@ -290,6 +306,17 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             forward(conn, CMD_ON_MESSAGE, msg)
 
     def _deliver_handshake(self, conn: ClientConnection, data: dict) -> None:
+        if conn.connect_held:
+            conn.connect_held = False
+            server = data.get("server") if isinstance(data, dict) else None
+            ip = forwarded_client_ip(conn.remote_ip, server or {}, self._trusted)
+            if ip is not None:
+                conn.remote_ip = ip
+                server["REMOTE_ADDR"] = ip
+                self.core.forget_header(conn)
+            self._forward(conn, CMD_ON_CONNECT, b"")
+            if conn._status >= 3:
+                return
         if self.on_websocket_connect is not None:
             self._call_user(self.on_websocket_connect, conn, data)
         if conn._status < 3:
@@ -298,7 +325,9 @@ class Gateway(Worker, metaclass=_GatewayMeta):
     def _connection_closed(self, conn: ClientConnection) -> None:
         core = self.core
         if core.connections.get(conn.id) is conn:
-            if conn.close_out is None:
+            if conn.connect_held:
+                pass   # the workers never heard of this client (closed before its handshake)
+            elif conn.close_out is None:
                 self._forward(conn, CMD_ON_CLOSE, b"")
             else:
                 self._closing.pop(conn.id, None)   # its CMD_ON_CLOSE went out already

@@ -353,9 +353,10 @@ class Client:
 class WsClient(Client):
     kind = "ws"
 
-    def __init__(self, port: int, path: str = "/") -> None:
+    def __init__(self, port: int, path: str = "/", headers: Optional[List[str]] = None) -> None:
         super().__init__(port)
-        self.ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (port, path), timeout=5)
+        self.ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (port, path), timeout=5,
+                                              header=headers)
         self.ws.settimeout(None)
         self._start_reader(self._read)
 
@@ -509,7 +510,8 @@ class Cluster:
 
     def __init__(self, *, ws_count: int = 1, text: bool = True, text_count: int = 1,
                  worker_count: int = 2, secret: str = "", heartbeat: bool = False,
-                 hold_timeout: float = 3.0, app: str = "cluster_app") -> None:
+                 hold_timeout: float = 3.0, app: str = "cluster_app",
+                 extra_env: Optional[Dict[str, str]] = None) -> None:
         sweep_stale_dirs()
         self.base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         (self.base / "owner.pid").write_text(str(os.getpid()))
@@ -544,6 +546,7 @@ class Cluster:
             "GWT_WORKER_COUNT": str(worker_count),
             "GWT_HOLD_TIMEOUT": str(float(hold_timeout)),
         })
+        env.update({"GWT_" + k: v for k, v in (extra_env or {}).items()})
         if text:
             env.update({"GWT_TEXT_PORT": str(self.text_port),
                         "GWT_TEXT_START_PORT": str(self.text_inner[0]),
@@ -691,8 +694,9 @@ class Cluster:
                    what="probe clients gone")
 
     # --- clients
-    def ws(self, port: Optional[int] = None, hello: bool = True) -> WsClient:
-        c = WsClient(port or self.ws_port)
+    def ws(self, port: Optional[int] = None, hello: bool = True,
+           headers: Optional[List[str]] = None) -> WsClient:
+        c = WsClient(port or self.ws_port, headers=headers)
         self.clients.append(c)
         if hello:
             c.wait_hello()

@@ -15,6 +15,7 @@ gateway.start_port = _env.num("WS_START_PORT")
 gateway.register_address = _env.REGISTER
 gateway.secret_key = _env.SECRET
 gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
+gateway.trusted_proxies = _env.get("TRUSTED_PROXIES", "")
 
 if __name__ == "__main__":
     run_all()
