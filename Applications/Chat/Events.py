@@ -42,6 +42,8 @@ def on_message(client_id, message):
                        "time": _now()}
         Gateway.send_to_group(room_id, json.dumps(new_message))
         Gateway.join_group(client_id, room_id)
+        # behind nginx or the page server this is the browser's address (trusted_proxies)
+        log.info("%s joined room %s from %s", client_name, room_id, context.client_ip)
         new_message["client_list"] = client_list
         Gateway.send_to_current_client(json.dumps(new_message))
         return
