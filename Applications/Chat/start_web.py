@@ -31,6 +31,9 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            502: "Bad Gateway"}
 
 web = Worker("tcp://0.0.0.0:%s" % WEB_PORT, name="ChatWeb", count=1)
+# this process carries the pages' piped websockets: `reload` must not restart it (that would
+# drop every page); the Gateway is not reloadable for the same reason
+web.reloadable = False
 
 
 class _Request:
