@@ -23,9 +23,10 @@ setup(
     ],
     extras_require={
         # cryptography: tests/test_runtime_tls.py makes its self-signed certificate with it
-        # (skipped without it); websockets: an asyncio websocket client used by tests
+        # (skipped without it); websockets: an asyncio websocket client used by tests;
+        # selenium: drives Chromium in tests/test_chat_browser.py
         "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6",
-                 "cryptography>=41", "websockets>=12"],
+                 "cryptography>=41", "websockets>=12", "selenium>=4.10"],
         "hiredis": ["hiredis>=2.0"],
     },
 )
