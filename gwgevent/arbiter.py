@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import child as child_mod
 from ._version import VERSION
-from .log import get_logger, setup_logging
+from . import log as log_mod
+from .log import REOPEN_SIGNAL, get_logger, setup_logging
 
 log = get_logger("master")
 
@@ -35,12 +36,14 @@ def file_paths(start_file: str) -> Dict[str, str]:
     """Pid/status/log files live next to the start script, named after it (Workerman v5)."""
     start_file = os.path.abspath(start_file)
     d, base = os.path.dirname(start_file), os.path.basename(start_file)
-    return {
+    paths = {
         "pid": os.path.join(d, "gwgevent.%s.pid" % base),
         "status": os.path.join(d, "gwgevent.%s.status" % base),
         "connections": os.path.join(d, "gwgevent.%s.status.connection" % base),
         "log": os.path.join(d, "gwgevent.log"),
     }
+    from .settings import apply_file_settings   # Worker.pid_file / Worker.log_file
+    return apply_file_settings(paths)
 
 
 def read_master_pid(pid_file: str) -> Optional[int]:
@@ -71,7 +74,8 @@ class Arbiter:
     """Forks `count` children per Worker, keeps them alive, and carries out the commands."""
 
     SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP, signal.SIGQUIT,
-               signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT, signal.SIGIO, signal.SIGCHLD]
+               signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT, signal.SIGIO, signal.SIGCHLD,
+               REOPEN_SIGNAL]
 
     def __init__(self, workers: List[Any], start_file: str, daemon: bool = False) -> None:
         self.workers = workers
@@ -164,6 +168,7 @@ class Arbiter:
         os.dup2(fd, 2)
         os.close(fd)
         os.close(null)
+        log_mod.redirected_to = self.paths["log"]    # children inherit it: reopen_logs()
         return w
 
     def write_pid_file(self) -> None:
@@ -173,6 +178,11 @@ class Arbiter:
         os.replace(tmp, self.paths["pid"])
 
     def remove_pid_file(self) -> None:
+        for key in ("status", "connections"):    # `status` leftovers go with the master
+            try:
+                os.unlink(self.paths[key])
+            except OSError:
+                pass
         try:
             with open(self.paths["pid"]) as f:
                 if f.read().strip() == str(os.getpid()):
@@ -256,6 +266,11 @@ class Arbiter:
             self.write_status()
         elif sig == signal.SIGIO:
             self.write_connections()
+        elif sig == REOPEN_SIGNAL:
+            log_mod.reopen_logs()
+            for pid in list(self.children):
+                self.kill(pid, REOPEN_SIGNAL)
+            log.info("log file reopened")
 
     # ------------------------------------------------------------ children
     def spawn(self, slot: Slot) -> int:

@@ -12,7 +12,7 @@ import sys
 import warnings
 from typing import Any
 
-from .log import get_logger, setup_logging
+from .log import REOPEN_SIGNAL, get_logger, reopen_logs, setup_logging
 
 log = get_logger("child")
 
@@ -24,7 +24,7 @@ paths: "dict[str, str]" = {}
 #: `reload` right after a (re)spawn) waits instead of killing the child with the default action.
 CHILD_SIGNALS = frozenset((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP,
                            signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT,
-                           signal.SIGIO))
+                           signal.SIGIO, REOPEN_SIGNAL))
 
 
 def run_child(worker: Any, worker_id: int) -> None:
@@ -67,7 +67,8 @@ def run_child(worker: Any, worker_id: int) -> None:
 
 def _reset_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                signal.SIGUSR2, signal.SIGIO, signal.SIGABRT, signal.SIGCHLD, signal.SIGTSTP):
+                signal.SIGUSR2, signal.SIGIO, signal.SIGABRT, signal.SIGCHLD, signal.SIGTSTP,
+                REOPEN_SIGNAL):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
@@ -108,6 +109,7 @@ def _install_signal_handlers(worker: Any) -> None:
         signal.SIGUSR2: lambda: worker.reload(graceful=True),
         signal.SIGABRT: lambda: _write_status(worker),
         signal.SIGIO: lambda: _write_connections(worker),
+        REOPEN_SIGNAL: reopen_logs,
     }
     for sig, fn in handlers.items():
         gevent.signal_handler(sig, fn)

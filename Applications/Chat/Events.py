@@ -11,7 +11,9 @@ import time
 
 from gwgevent import Gateway, context
 
-log = logging.getLogger("chat")
+# under gwgevent's logger: these lines go where gwgevent's go (terminal, journal, log file)
+# unless the app configures logging itself
+log = logging.getLogger("gwgevent.chat")
 
 
 def _now() -> str:
