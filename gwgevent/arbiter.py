@@ -107,7 +107,9 @@ class Arbiter:
         setup_logging(process_name="master")
         self.write_pid_file()
         child_mod.paths.update(self.paths)
-        _set_title("gwgevent: master process  start_file=%s" % self.start_file)
+        # "(daemon)" in the title: ps shows it, and `restart` without -d keeps the mode
+        _set_title("gwgevent: master process  start_file=%s%s"
+                   % (self.start_file, DAEMON_TITLE_MARK if self.daemon else ""))
         self.init_signals()
         self.state = "running"
         if ready >= 0:
@@ -458,6 +460,7 @@ def _set_title(title: str) -> None:
 
 
 GLOBAL_START = False
+DAEMON_TITLE_MARK = "  (daemon)"
 
 
 def run_all(argv: Optional[List[str]] = None, start_file: Optional[str] = None) -> None:
