@@ -31,6 +31,7 @@ from .protocols import get_codec_class
 from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .proxy import TrustedProxies, forwarded_client_ip
 from .timer import Timer
+from .strict import StrictConfigMeta
 from .worker import Worker
 
 __all__ = ["Gateway", "ClientConnection"]
@@ -83,6 +84,8 @@ class _Paused:
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
 
+    __setattr__ = object.__setattr__     # internal and on the hot path: no settings check
+
     def __init__(self, gateway: "Gateway", host: str, port: int) -> None:
         super().__init__("tcp://%s:%d" % (host, port), name=gateway.name + " inner",
                          _register=False)
@@ -111,7 +114,7 @@ class _InnerServer(Worker):
         self.gateway._worker_link_drained(conn)
 
 
-class _GatewayMeta(type):
+class _GatewayMeta(StrictConfigMeta):
     """`Gateway.register_address = ...` / `Gateway.secretKey = ...` at class level configure the
     push-client side of the API, like PHP's `Gateway::$registerAddress`."""
 

@@ -20,6 +20,7 @@ from greenlet import getcurrent, greenlet
 
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
 from .log import get_logger
+from .strict import StrictConfig, StrictConfigMeta, fast_class
 from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
 
@@ -53,8 +54,12 @@ def parse_address(address: str) -> "tuple[str, str, int]":
     return scheme.lower(), host, int(port)
 
 
-class Worker:
-    """A group of `count` processes serving one listen address with the same callbacks."""
+class Worker(StrictConfig, metaclass=StrictConfigMeta):
+    """A group of `count` processes serving one listen address with the same callbacks.
+
+    Settings are checked: an unknown constructor option raises TypeError, and once
+    constructed an unknown attribute assignment raises AttributeError, both naming the
+    closest known setting (gwgevent/strict.py)."""
 
     #: camelCase spellings accepted for attributes (roles extend it)
     _ALIASES: Dict[str, str] = CAMEL_ALIASES
@@ -117,6 +122,7 @@ class Worker:
         self._ssl: Any = None
         self._handshaking: Dict[int, float] = {}   # connection id -> handshake deadline
         self._handshake_sweeper: Any = None
+        self.check_options(options)
         for key, value in options.items():
             setattr(self, key, value)
         if self.register:
@@ -181,6 +187,8 @@ class Worker:
     def run_child(self, worker_id: int) -> None:
         """Entry point of a forked child: serve until told to stop, then exit the process."""
         from .child import run_child
+        # the serving process: plain attribute writes (no configuration check) from here on
+        self.__class__ = fast_class(type(self))
         run_child(self, worker_id)
 
     def _start_serving(self) -> None:
