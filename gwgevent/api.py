@@ -262,6 +262,7 @@ class GatewayApi:
 
     @property
     def secret_key(self) -> str:
+        """The secret_key the transport authenticates with on gateway inner ports."""
         return getattr(self.transport, "secret_key", "") or ""
 
     def _decode(self, client_id: Any) -> Optional[Tuple[str, int]]:
@@ -445,9 +446,11 @@ class GatewayApi:
         return self._send_cmd(client_id, gp.CMD_SEND_TO_ONE, message, "", raw)
 
     def send_to_current_client(self, message: Any, raw: bool = False) -> bool:
+        """Send to the client whose event is being handled (BusinessWorker only)."""
         return self._send_cmd(None, gp.CMD_SEND_TO_ONE, message, "", raw)
 
     def send_to_uid(self, uid: Any, message: Any, raw: bool = False) -> None:
+        """Send to every connection bound to uid (or each uid of a list), on every gateway."""
         flag = _send_flag(message, raw)
         ext = _json(_as_list(uid))
         self.transport.send_all(self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext))
@@ -488,6 +491,8 @@ class GatewayApi:
                                                        connection_id=connection_id))
 
     def close_current_client(self, message: Any = None) -> bool:
+        """Close the current client after sending `message` (BusinessWorker only: timers
+        have no current client)."""
         ctx = _current_context()
         if ctx is None or not ctx.connection_id:
             raise GatewayApiError("closeCurrentClient can not be called in async context "
@@ -508,6 +513,8 @@ class GatewayApi:
                                                        connection_id=connection_id))
 
     def destroy_current_client(self) -> bool:
+        """Drop the current client's connection now, unsent data discarded (PHP spelling:
+        destoryCurrentClient)."""
         ctx = _current_context()
         if ctx is None or not ctx.connection_id:
             raise GatewayApiError("destoryCurrentClient can not be called in async context "
@@ -523,10 +530,12 @@ class GatewayApi:
         return None
 
     def unbind_uid(self, client_id: Any, uid: Any = None) -> None:
+        """Unbind the connection from its uid (the uid argument is kept for PHP's signature)."""
         self._send_cmd(client_id, gp.CMD_UNBIND_UID, b"", uid)
         return None
 
     def is_online(self, client_id: Any) -> int:
+        """1 if the client is connected to a reachable gateway, else 0 (PHP returns ints)."""
         decoded = self._decode(client_id)
         if decoded is None:
             return 0
@@ -538,6 +547,7 @@ class GatewayApi:
         return _php_int(reply)
 
     def get_client_id_by_uid(self, uid: Any) -> List[str]:
+        """The client_ids bound to uid, across all gateways (a uid may have several)."""
         out: List[str] = []
         for ip, port, connection_ids in self._query_all(gp.CMD_GET_CLIENT_ID_BY_UID, uid):
             if connection_ids:
@@ -546,6 +556,7 @@ class GatewayApi:
         return out
 
     def is_uid_online(self, uid: Any) -> int:
+        """1 if any connection is bound to uid, else 0."""
         return 1 if self.get_client_id_by_uid(uid) else 0
 
     def get_uid_by_client_id(self, client_id: Any) -> Any:
@@ -583,6 +594,7 @@ class GatewayApi:
         return total
 
     def get_all_client_id_count(self) -> int:
+        """Number of clients on all gateways."""
         return self.get_client_id_count_by_group("")
 
     def batch_get_client_id_count_by_group(self, groups: Iterable[Any]) -> dict:
@@ -623,19 +635,23 @@ class GatewayApi:
         return out
 
     def get_client_sessions_by_group(self, group: Any) -> dict:
+        """{client_id: session} of a group's members ({} for an empty group id)."""
         if not self._valid_group(group):
             return {}
         return self.get_all_client_sessions(group)
 
     def get_all_client_info(self, group: Any = "") -> dict:
+        """Deprecated PHP name of get_all_client_sessions (logs a warning)."""
         log.warning("Gateway::getAllClientInfo is deprecated, use getAllClientSessions")
         return self.get_all_client_sessions(group)
 
     def get_client_info_by_group(self, group: Any) -> dict:
+        """Deprecated PHP name of get_client_sessions_by_group (logs a warning)."""
         log.warning("Gateway::getClientInfoByGroup is deprecated, use getClientSessionsByGroup")
         return self.get_all_client_sessions(group)
 
     def get_all_client_id_list(self) -> dict:
+        """{client_id: client_id} of every client (PHP's array shape)."""
         out: Dict[str, str] = {}
         for ip, port, items in self._select(["uid"]):
             for connection_id, _info in _items(items):
@@ -644,6 +660,7 @@ class GatewayApi:
         return out
 
     def get_client_id_list_by_group(self, group: Any) -> dict:
+        """{client_id: client_id} of a group's members."""
         if not self._valid_group(group):
             return {}
         out: Dict[str, str] = {}
@@ -665,22 +682,27 @@ class GatewayApi:
         return out
 
     def get_uid_list_by_group(self, group: Any) -> dict:
+        """{uid: uid} of the uids bound in a group."""
         if not self._valid_group(group):
             return {}
         return self._uid_map(self._select(["uid"], {"groups": _as_list(group)}))
 
     def get_uid_count_by_group(self, group: Any) -> int:
+        """Number of distinct uids bound in a group."""
         if not self._valid_group(group):
             return 0
         return len(self.get_uid_list_by_group(group))
 
     def get_all_uid_list(self) -> dict:
+        """{uid: uid} of every bound uid."""
         return self._uid_map(self._select(["uid"]))
 
     def get_all_uid_count(self) -> int:
+        """Number of distinct bound uids."""
         return len(self.get_all_uid_list())
 
     def get_all_group_id_list(self) -> dict:
+        """{group: group} of every group that has members."""
         out: Dict[Any, Any] = {}
         for _ip, _port, group_ids in self._query_all(gp.CMD_GET_GROUP_ID_LIST):
             if _is_php_array(group_ids):
@@ -704,6 +726,7 @@ class GatewayApi:
         return out
 
     def get_all_group_uid_count(self) -> dict:
+        """{group: number of uids} (same early-stop quirk as get_all_group_uid_list)."""
         return {group: len(uids) for group, uids in self.get_all_group_uid_list().items()}
 
     def get_all_group_client_id_list(self) -> dict:
@@ -719,15 +742,18 @@ class GatewayApi:
         return out
 
     def get_all_group_client_id_count(self) -> dict:
+        """{group: number of clients} (same early-stop quirk as PHP)."""
         return {group: len(ids) for group, ids in self.get_all_group_client_id_list().items()}
 
     # --- groups ---------------------------------------------------------------------------------
 
     def join_group(self, client_id: Any, group: Any) -> None:
+        """Add the client to a group (groups exist while they have members)."""
         self._send_cmd(client_id, gp.CMD_JOIN_GROUP, b"", group)
         return None
 
     def leave_group(self, client_id: Any, group: Any) -> None:
+        """Remove the client from a group."""
         self._send_cmd(client_id, gp.CMD_LEAVE_GROUP, b"", group)
         return None
 
