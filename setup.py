@@ -28,5 +28,7 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6",
                  "cryptography>=41", "websockets>=12", "selenium>=4.10"],
         "hiredis": ["hiredis>=2.0"],
+        # the documentation site (mkdocs.yml, docs/): mkdocs build --strict
+        "docs": ["mkdocs>=1.5"],
     },
 )
