@@ -74,9 +74,17 @@ class Page:
         return self.js("return document.getElementById('state').textContent")
 
     def say(self, text: str, to: str = "everyone") -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import Select
-        Select(self.driver.find_element(By.ID, "to")).select_by_visible_text(to)
+        for attempt in range(5):
+            # the page rebuilds the <select> whenever someone joins or leaves
+            try:
+                Select(self.driver.find_element(By.ID, "to")).select_by_visible_text(to)
+                break
+            except StaleElementReferenceException:
+                if attempt == 4:
+                    raise
         box = self.driver.find_element(By.ID, "text")
         box.send_keys(text)
         self.driver.find_element(By.CSS_SELECTOR, "#f button").click()
@@ -222,6 +230,9 @@ def run_scenario(app, base_url: str, open_page, expect_ip: str) -> None:
 
     room1, room2 = observer(app, "1", "dave"), observer(app, "2", "carol")
     try:
+        for p in both:   # dave (room 1) is listed, carol (room 2) is not
+            wait_for(lambda p=p: p.users() == ["alice", "bob", "dave"], 10,
+                     "%s's list to show dave (have %r)" % (p.name, p.users()))
         alice.say("hello room")
         wait_for(lambda: "alice: hello room" in bob.log(), 10, "bob to get the room message")
         wait_for(lambda: "alice: hello room" in alice.log(), 10, "alice to see her message")
@@ -238,6 +249,9 @@ def run_scenario(app, base_url: str, open_page, expect_ip: str) -> None:
     finally:
         room1.close()
         room2.close()
+    for p in both:       # dave's logout reached the pages
+        wait_for(lambda p=p: p.users() == ["alice", "bob"], 10,
+                 "%s's list without dave (have %r)" % (p.name, p.users()))
 
     # reload: business workers are replaced, client connections stay
     before = set(app.workers("ChatBusinessWorker").values())
