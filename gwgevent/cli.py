@@ -97,10 +97,7 @@ def main(workers: List[Any], start_file: str, argv: List[str]) -> None:
         os.kill(master, signal.SIGUSR2 if "-g" in flags else signal.SIGUSR1)
         sys.stdout.write("gwgevent[%s] reload\n" % prog)
     elif command == "status":
-        if "--json" in flags:
-            _status_json(master, paths, live="-d" in flags)
-        else:
-            _status(master, paths, live="-d" in flags)
+        _status(master, paths, live="-d" in flags, as_json="--json" in flags)
     elif command == "connections":
         _connections(master, paths)
 
@@ -204,7 +201,7 @@ def render_status(header: dict, rows: list, qps: Optional[dict] = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _status(master: int, paths: dict, live: bool) -> None:
+def _status(master: int, paths: dict, live: bool, as_json: bool = False) -> None:
     prev: dict = {}
     prev_t = time.monotonic()
     while True:
@@ -216,8 +213,11 @@ def _status(master: int, paths: dict, live: bool) -> None:
                 qps[r["pid"]] = int((r["total_request"] - prev[r["pid"]]) / max(now - prev_t, 1e-3))
         prev = {r["pid"]: r["total_request"] for r in rows}
         prev_t = now
-        text = render_status(header, rows, qps if live else None)
-        if live:
+        if as_json:     # one JSON document per line (per second with -d)
+            text = json.dumps(status_document(header, rows), sort_keys=True) + "\n"
+        else:
+            text = render_status(header, rows, qps if live else None)
+        if live and not as_json:
             sys.stdout.write("\x1b[2J\x1b[H" + text + "\nPress Ctrl+C to quit.\n")
         else:
             sys.stdout.write(text)
@@ -241,19 +241,6 @@ def status_document(header: dict, rows: list) -> dict:
                          else dict(ch, status="busy"))
     return {"master": {k: v for k, v in header.items() if k != "children"},
             "processes": processes}
-
-
-def _status_json(master: int, paths: dict, live: bool) -> None:
-    while True:
-        header, rows = _read_status(master, paths)
-        sys.stdout.write(json.dumps(status_document(header, rows), sort_keys=True) + "\n")
-        sys.stdout.flush()
-        if not live:
-            return
-        try:
-            time.sleep(1.0)
-        except KeyboardInterrupt:
-            return
 
 
 def _connections(master: int, paths: dict) -> None:
