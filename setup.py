@@ -26,7 +26,9 @@ setup(
         # selenium: drives Chromium in tests/test_chat_browser.py
         "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6",
                  "cryptography>=41", "websockets>=12", "selenium>=4.10",
-                 "PyMySQL>=1.1", "redis>=5.0"],
+                 "PyMySQL>=1.1", "redis>=5.0", "prometheus_client>=0.17"],
+        # gwgevent.metrics: the Prometheus endpoint
+        "metrics": ["prometheus_client>=0.17"],
         # gwgevent.lib.db (PyMySQL) and gwgevent.lib.redis (redis-py): optional helpers
         "db": ["PyMySQL>=1.1", "redis>=5.0"],
         "hiredis": ["redis>=5.0", "hiredis>=2.0"],

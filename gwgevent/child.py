@@ -48,6 +48,9 @@ def run_child(worker: Any, worker_id: int) -> None:
     code = 0
     try:
         worker._start_serving()
+        if os.environ.get("GWGEVENT_METRICS") == "1":
+            from .metrics import child_started
+            child_started(worker)
         worker._stop_event.wait()
     except Exception:
         log.exception("%s #%d failed", worker.name, worker_id)
