@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from cluster import Cluster
 from helpers import LineClient, apps, free_ports, pid_alive, wait_for  # noqa: F401 (fixture)
 
 pytest.importorskip("prometheus_client")
@@ -77,3 +78,36 @@ def test_metrics_after_known_traffic(apps, tmp_path):
     finally:
         for c in clients:
             c.sock.close()
+
+
+def test_gateway_and_business_worker_metrics(tmp_path):
+    """A cluster (1 gateway process, 2 BusinessWorkers): links on both sides, the gateway's
+    client connections and messages, the Events handlers' latency histogram."""
+    (port,) = free_ports(1)
+    c = Cluster(ws_count=1, text=False, worker_count=2,
+                extra_env={"METRICS_PORT": str(port), "METRICS_DIR": str(tmp_path / "prom")})
+    try:
+        c.start()
+        c.wait_ready()
+        gw, bw = {"worker": "TestWsGateway"}, {"worker": "TestBusinessWorker"}
+        base = wait_for(lambda: scrape(port), 10, "a first scrape")
+        base_msgs = value(base, "gwgevent_messages_received_total", **gw)
+        base_calls = value(base, "gwgevent_handler_seconds_count", event="on_message", **bw)
+        clients = [c.ws(), c.ws()]
+        for client in clients:
+            for _ in range(2):
+                assert client.result("echo", "x") == ["x"]
+
+        def settled():
+            s = scrape(port)
+            return (value(s, "gwgevent_connections", **gw) == 2 and
+                    value(s, "gwgevent_messages_received_total", **gw) - base_msgs == 4 and
+                    value(s, "gwgevent_handler_seconds_count", event="on_message", **bw)
+                    - base_calls == 4 and
+                    value(s, "gwgevent_worker_links", **gw) == 2 and
+                    value(s, "gwgevent_worker_links", **bw) == 2 and
+                    value(s, "gwgevent_process_starts_total", **bw) == 2)
+        wait_for(settled, 15, "gateway/worker metrics after 4 messages from 2 clients")
+        c.close_clients()
+    finally:
+        c.teardown()
