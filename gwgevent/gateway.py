@@ -171,9 +171,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.hold_timeout = 3.0
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
-        #: addresses/networks of reverse proxies whose X-Forwarded-For / X-Real-IP headers
-        #: name the client (websocket only; see gwgevent/proxy.py). Empty: headers ignored.
-        self.trusted_proxies: Any = ()
+        self.trusted_proxies = ()
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -193,14 +191,24 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         #: connection id -> (client, deadline) for closes waiting on CMD_CLOSE_DONE
         self._closing: Dict[int, tuple] = {}
         self._closing_timer = 0
-        self._trusted = TrustedProxies(())
+
+    @property
+    def trusted_proxies(self) -> Any:
+        """Addresses/networks of reverse proxies whose X-Forwarded-For / X-Real-IP headers
+        name the client (websocket only; see gwgevent/proxy.py); empty: headers ignored.
+        Parsed when set, so a bad entry fails in the start file, not in every child."""
+        return self._trusted_proxies
+
+    @trusted_proxies.setter
+    def trusted_proxies(self, value: Any) -> None:
+        self._trusted = TrustedProxies(value)
+        self._trusted_proxies = value
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
         from gevent import get_hub
         self._hub = get_hub()
         self._started_at = time.monotonic()
-        self._trusted = TrustedProxies(self.trusted_proxies)
         self.lan_port = int(self.start_port) + self.id
         self.core = GatewayCore(self.lan_ip, self.lan_port, self.port, log=log)
         self.connections = self.core.connections     # one table, not two

@@ -78,3 +78,15 @@ def test_client_ip_from_proxy_headers(cluster):
     assert ctx["client_ip"] == expect and ctx["server"]["REMOTE_ADDR"] == expect
     assert direct.result("context")["client_ip"] == "127.0.0.1"
     cluster.close_clients()
+
+
+def test_gateway_setting_is_parsed_when_set():
+    from gwgevent import Gateway, Worker
+    before = list(Worker._all)
+    try:
+        gw = Gateway("websocket://127.0.0.1:1", trustedProxies="127.0.0.1, 10.0.0.0/8")
+        assert "10.2.3.4" in gw._trusted and "11.0.0.1" not in gw._trusted
+        with pytest.raises(ValueError):
+            gw.trusted_proxies = ["10.0.0.0/33"]
+    finally:
+        Worker._all[:] = before
