@@ -25,6 +25,7 @@ REOPEN_SIGNAL = signal.SIGWINCH
 REPEAT_WINDOW = 300.0
 
 _handler: "Optional[logging.Handler]" = None
+_file_handler: "Optional[logging.FileHandler]" = None
 #: the file this process's stdout/stderr were pointed at (daemon mode), for reopen_logs()
 redirected_to: Optional[str] = None
 
@@ -45,6 +46,25 @@ class _Handler(logging.StreamHandler):
         if logging.root.handlers:
             return
         super().emit(record)
+
+
+class _FileHandler(logging.FileHandler):
+    """Worker.log_file in the foreground: Workerman writes its log file in both modes (a
+    daemon's stderr is that file already). Steps aside like _Handler."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers:
+            return
+        super().emit(record)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None      # FileHandler opens it again on the next record
+        finally:
+            self.release()
 
 
 class CollapsingFormatter(logging.Formatter):
@@ -96,11 +116,21 @@ def setup_logging(level: Optional[int] = None, stream: Any = None,
         _handler = _Handler(stream or sys.stderr)
         _handler.setFormatter(CollapsingFormatter())
         logger.addHandler(_handler)
+    global _file_handler
+    if _file_handler is None and redirected_to is None:
+        from .settings import setting
+        path = setting("log_file")
+        if path:
+            _file_handler = _FileHandler(os.path.abspath(str(path)), delay=True)
+            _file_handler.setFormatter(CollapsingFormatter())
+            logger.addHandler(_file_handler)
 
 
 def reopen_logs() -> None:
-    """Point stdout/stderr at a fresh open of the log file (after logrotate moved it).
-    Only a daemon writes to a log file of its own; in the foreground there is nothing to do."""
+    """Open the log file afresh (after logrotate moved it): a daemon points stdout/stderr at
+    it again; in the foreground, the Worker.log_file handler (if any) reopens."""
+    if _file_handler is not None:
+        _file_handler.reopen()
     path = redirected_to
     if not path:
         return

@@ -103,3 +103,23 @@ def test_bad_log_level_is_an_error():
     finally:
         Worker.log_level = None
     assert log_level() is None
+
+
+def test_log_file_in_the_foreground_too(apps, tmp_path):
+    """Workerman writes $logFile in debug mode as well: the terminal and the file get the line;
+    the file is reopened on REOPEN_SIGNAL there too."""
+    log_file = tmp_path / "fg.log"
+    app = make_app(apps, GWT_LOG_FILE=log_file)
+    proc = app.start_foreground()
+    app.wait_up(1)
+    assert ask(app, "log one") == "ok"
+    wait_for(lambda: "info one" in log_file.read_text(), 5, "the line in the log file")
+    assert "info one" in app.foreground_output()
+    os.rename(log_file, tmp_path / "fg.log.1")
+    os.kill(proc.pid, REOPEN_SIGNAL)
+    wait_for(lambda: log_file.exists() and "log file reopened" in log_file.read_text(), 5,
+             "the master's line in the new file")
+    assert ask(app, "log two") == "ok"
+    wait_for(lambda: "info two" in log_file.read_text(), 5, "the child's line in the new file")
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(10)
