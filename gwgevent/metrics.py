@@ -63,6 +63,7 @@ def enable_metrics(port: int, host: str = "127.0.0.1", directory: Optional[str] 
     os.environ[ENV_ON] = "1"
     exporter = Worker(None, name="Metrics", count=1)
     exporter.reloadable = False
+    exporter._metrics_exporter = True
     exporter.on_worker_start = lambda worker: _serve(host, int(port))
     return exporter
 
@@ -172,7 +173,7 @@ def _timed(fn: Callable, histogram: Any) -> Callable:
 
 def child_started(worker: Any) -> None:
     """In each child, once serving: count the start, time the callbacks, sample totals."""
-    if os.environ.get(ENV_ON) != "1" or worker.name == "Metrics":
+    if os.environ.get(ENV_ON) != "1" or getattr(worker, "_metrics_exporter", False):
         return
     from .timer import Timer
     m = _Metrics()
