@@ -20,6 +20,8 @@ Metrics (label `worker` = the Worker's name):
 - `gwgevent_messages_received_total`: messages from clients (Gateway, Worker) or events
   handled (BusinessWorker)
 - `gwgevent_bytes_received_total`, `gwgevent_bytes_sent_total`: on client connections
+- `gwgevent_send_commands_total` (Gateway, label `kind` = one/all/uid/group): messages the
+  workers asked the gateway to send out (a broadcast counts once)
 - `gwgevent_send_buffer_drops_total`: sends dropped because a send buffer was full
 - `gwgevent_worker_links` (gauge): BusinessWorker links of a Gateway / gateway links of a
   BusinessWorker
@@ -117,6 +119,8 @@ class _Metrics:
         self.drops = Counter("gwgevent_send_buffer_drops",
                              "sends dropped on a full send buffer", ["worker"])
         self.starts = Counter("gwgevent_process_starts", "processes started", ["worker"])
+        self.sends = Counter("gwgevent_send_commands", "send commands executed by a gateway",
+                             ["worker", "kind"])
         self.latency = Histogram("gwgevent_handler_seconds", "time in event callbacks",
                                  ["worker", "event"])
 
@@ -192,5 +196,24 @@ def child_started(worker: Any) -> None:
             handlers[event] = _timed(handlers[event], hist)
         elif getattr(worker, event, None) is not None:
             setattr(worker, event, _timed(getattr(worker, event), hist))
+    core = getattr(worker, "core", None)              # a Gateway: count send commands
+    if core is not None:
+        core.handle = _counting_sends(core.handle, worker.name, m.sends)
     sampler.sample()
     Timer.add(SAMPLE_INTERVAL, sampler.sample)
+
+
+def _counting_sends(handle: Callable, label: str, counter: Any) -> Callable:
+    """GatewayCore.handle, counting the send commands (one dict lookup per command; the
+    counter's per-kind children are resolved once)."""
+    from .codec import gateway_protocol as gp
+    kinds = {gp.CMD_SEND_TO_ONE: "one", gp.CMD_SEND_TO_ALL: "all", gp.CMD_SEND_TO_UID: "uid",
+             gp.CMD_SEND_TO_GROUP: "group"}
+    children = {cmd: counter.labels(label, kind) for cmd, kind in kinds.items()}
+
+    def counted(pkt: Any, reply: Callable) -> None:
+        child = children.get(pkt.cmd)
+        if child is not None:
+            child.inc()
+        handle(pkt, reply)
+    return counted

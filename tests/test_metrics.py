@@ -93,6 +93,7 @@ def test_gateway_and_business_worker_metrics(tmp_path):
         base = wait_for(lambda: scrape(port), 10, "a first scrape")
         base_msgs = value(base, "gwgevent_messages_received_total", **gw)
         base_calls = value(base, "gwgevent_handler_seconds_count", event="on_message", **bw)
+        base_sends = value(base, "gwgevent_send_commands_total", kind="one", **gw)
         clients = [c.ws(), c.ws()]
         for client in clients:
             for _ in range(2):
@@ -104,6 +105,9 @@ def test_gateway_and_business_worker_metrics(tmp_path):
                     value(s, "gwgevent_messages_received_total", **gw) - base_msgs == 4 and
                     value(s, "gwgevent_handler_seconds_count", event="on_message", **bw)
                     - base_calls == 4 and
+                    # 2 hellos (on_connect) + 4 answers, each send_to_current_client
+                    value(s, "gwgevent_send_commands_total", kind="one", **gw)
+                    - base_sends == 6 and
                     value(s, "gwgevent_worker_links", **gw) == 2 and
                     value(s, "gwgevent_worker_links", **bw) == 2 and
                     value(s, "gwgevent_process_starts_total", **bw) == 2)
