@@ -17,15 +17,22 @@ setup(
         "gevent>=23.9",
         "greenlet>=3.0",
         "ujson>=5.0",
-        "PyMySQL>=1.1",
-        "redis>=5.0",
         "setproctitle>=1.3",
     ],
+    license="MIT",
     extras_require={
         # cryptography: tests/test_runtime_tls.py makes its self-signed certificate with it
-        # (skipped without it); websockets: an asyncio websocket client used by tests
+        # (skipped without it); websockets: an asyncio websocket client used by tests;
+        # selenium: drives Chromium in tests/test_chat_browser.py
         "test": ["pytest>=7", "pytest-timeout>=2.1", "websocket-client>=1.6",
-                 "cryptography>=41", "websockets>=12"],
-        "hiredis": ["hiredis>=2.0"],
+                 "cryptography>=41", "websockets>=12", "selenium>=4.10",
+                 "PyMySQL>=1.1", "redis>=5.0", "prometheus_client>=0.17"],
+        # gwgevent.metrics: the Prometheus endpoint
+        "metrics": ["prometheus_client>=0.17"],
+        # gwgevent.lib.db (PyMySQL) and gwgevent.lib.redis (redis-py): optional helpers
+        "db": ["PyMySQL>=1.1", "redis>=5.0"],
+        "hiredis": ["redis>=5.0", "hiredis>=2.0"],
+        # the documentation site (mkdocs.yml, docs/): mkdocs build --strict
+        "docs": ["mkdocs>=1.5"],
     },
 )

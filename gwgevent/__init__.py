@@ -27,7 +27,7 @@ from .context import context
 _compat.install()
 
 __all__ = ["Worker", "Timer", "TcpConnection", "run_all", "runAll", "context", "Register",
-           "Gateway", "BusinessWorker", "GatewayClient", "__version__"]
+           "Gateway", "BusinessWorker", "GatewayClient", "enable_metrics", "__version__"]
 
 #: public name -> (module, attribute)
 _LAZY = {
@@ -40,6 +40,7 @@ _LAZY = {
     "Gateway": ("gwgevent.cluster.gateway", "Gateway"),
     "BusinessWorker": ("gwgevent.cluster.business_worker", "BusinessWorker"),
     "GatewayClient": ("gwgevent.api.push", "GatewayClient"),
+    "enable_metrics": ("gwgevent.manager.metrics", "enable_metrics"),
 }
 _ROLES = ("Register", "Gateway", "BusinessWorker")
 

@@ -7,33 +7,143 @@ log file still says which process spoke.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
-from typing import Optional
+import time
+from typing import Any, Optional
 
-__all__ = ["get_logger", "setup_logging", "log_once"]
+__all__ = ["get_logger", "setup_logging", "log_once", "reopen_logs", "REOPEN_SIGNAL",
+           "LOGGER_NAME"]
 
+LOGGER_NAME = "gwgevent"
 _FORMAT = "%(asctime)s %(levelname)s [%(processName)s %(process)d] %(name)s: %(message)s"
-_configured = False
+#: the signal that makes the master and every child reopen the log file (logrotate's
+#: postrotate: `kill -WINCH $(cat gwgevent.start.py.pid)`); the arbiter uses HUP/USR1/USR2/...
+REOPEN_SIGNAL = signal.SIGWINCH
+#: a traceback seen again within this many seconds is logged as one line referring to it
+REPEAT_WINDOW = 300.0
+
+_handler: "Optional[logging.Handler]" = None
+_file_handler: "Optional[logging.FileHandler]" = None
+#: the file this process's stdout/stderr were pointed at (daemon mode), for reopen_logs()
+redirected_to: Optional[str] = None
 
 
 def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger("gwgevent." + name if not name.startswith("gwgevent") else name)
+    return logging.getLogger(LOGGER_NAME + "." + name if not name.startswith(LOGGER_NAME)
+                             else name)
 
 
-def setup_logging(level: int = logging.INFO, stream=None, process_name: Optional[str] = None) -> None:
-    """(Re)configure the root handler; called in the master and again in each child after fork
-    so the child's process name shows in every line."""
-    global _configured
+class _Handler(logging.StreamHandler):
+    """gwgevent's own output (stderr: the terminal, the journal, or the log file of a daemon).
+
+    Attached to the `gwgevent` logger, never to the root logger. It steps aside as soon as the
+    application has configured logging itself (the root logger has handlers): records then
+    reach the application's handlers by propagation, once, at the levels it chose."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers:
+            return
+        super().emit(record)
+
+
+class _FileHandler(logging.FileHandler):
+    """Worker.log_file in the foreground: Workerman writes its log file in both modes (a
+    daemon's stderr is that file already). Steps aside like _Handler."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers:
+            return
+        super().emit(record)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None      # FileHandler opens it again on the next record
+        finally:
+            self.release()
+
+
+class CollapsingFormatter(logging.Formatter):
+    """Writes a traceback once; the same traceback again soon after becomes one line
+    ("same traceback as at <time>, seen N times"), so a handler failing on every message
+    does not bury the log in identical stacks."""
+
+    def __init__(self, fmt: str = _FORMAT, window: float = REPEAT_WINDOW) -> None:
+        super().__init__(fmt)
+        self.window = window
+        self._seen: "dict[str, list]" = {}
+
+    def formatException(self, ei: Any) -> str:
+        text = super().formatException(ei)
+        now = time.monotonic()
+        entry = self._seen.get(text)
+        if entry is not None and now - entry[0] < self.window:
+            entry[2] += 1
+            return "(same traceback as at %s, seen %d times: %s: %s)" % (
+                entry[1], entry[2], ei[0].__name__, ei[1])
+        if len(self._seen) > 256:
+            self._seen.clear()
+        self._seen[text] = [now, time.strftime("%H:%M:%S"), 1]
+        return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None      # formatException runs per record (the cache would skip it)
+        return super().format(record)
+
+
+def setup_logging(level: Optional[int] = None, stream: Any = None,
+                  process_name: Optional[str] = None, log_file: Optional[str] = None) -> None:
+    """Configure the `gwgevent` logger (never the root logger); called in the master and
+    again in each child after fork so the child's process name shows in every line.
+    `level` (the manager passes Worker.log_level; else INFO) applies to gwgevent's loggers
+    only; `log_file` (Worker.log_file) adds a file handler in the foreground."""
+    global _handler
     if process_name:
         import multiprocessing
         multiprocessing.current_process().name = process_name
-    root = logging.getLogger()
-    if not _configured:
-        handler = logging.StreamHandler(stream or sys.stderr)
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        root.addHandler(handler)
-        _configured = True
-    root.setLevel(level)
+    logger = logging.getLogger(LOGGER_NAME)
+    if level is not None:
+        logger.setLevel(level)
+    elif logger.level == logging.NOTSET and not logging.root.handlers:
+        logger.setLevel(logging.INFO)   # the application chose no level for us: INFO
+    if _handler is None:
+        _handler = _Handler(stream or sys.stderr)
+        _handler.setFormatter(CollapsingFormatter())
+        logger.addHandler(_handler)
+    global _file_handler
+    if _file_handler is None and redirected_to is None:
+        path = log_file
+        if path:
+            _file_handler = _FileHandler(os.path.abspath(str(path)), delay=True)
+            _file_handler.setFormatter(CollapsingFormatter())
+            logger.addHandler(_file_handler)
+
+
+def reopen_logs() -> None:
+    """Open the log file afresh (after logrotate moved it): a daemon points stdout/stderr at
+    it again; in the foreground, the Worker.log_file handler (if any) reopens."""
+    if _file_handler is not None:
+        _file_handler.reopen()
+    path = redirected_to
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        get_logger("log").error("cannot reopen log file %s: %s", path, exc)
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 _seen: "dict[str, float]" = {}

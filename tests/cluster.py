@@ -354,9 +354,10 @@ class Client:
 class WsClient(Client):
     kind = "ws"
 
-    def __init__(self, port: int, path: str = "/") -> None:
+    def __init__(self, port: int, path: str = "/", headers: Optional[List[str]] = None) -> None:
         super().__init__(port)
-        self.ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (port, path), timeout=5)
+        self.ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (port, path), timeout=5,
+                                              header=headers)
         self.ws.settimeout(None)
         self._start_reader(self._read)
 
@@ -752,8 +753,9 @@ class Cluster:
                    what="probe clients gone")
 
     # --- clients
-    def ws(self, port: Optional[int] = None, hello: bool = True) -> WsClient:
-        c = WsClient(port or self.ws_port)
+    def ws(self, port: Optional[int] = None, hello: bool = True,
+           headers: Optional[List[str]] = None) -> WsClient:
+        c = WsClient(port or self.ws_port, headers=headers)
         self.clients.append(c)
         if hello:
             c.wait_hello()

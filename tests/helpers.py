@@ -167,9 +167,9 @@ class App:
     """One test application, copied from tests/apps/<name> into a private directory."""
 
     def __init__(self, name: str, start: str, workdir: Path, env: Dict[str, Any],
-                 ports: Iterable[int] = ()) -> None:
+                 ports: Iterable[int] = (), source: Optional[Path] = None) -> None:
         self.dir = workdir / name
-        shutil.copytree(APPS / name, self.dir,
+        shutil.copytree(source or APPS / name, self.dir,
                         ignore=shutil.ignore_patterns("__pycache__", "gwgevent.*"))
         self.start_file = self.dir / start
         self.pid_file = self.dir / ("gwgevent.%s.pid" % start)
@@ -354,8 +354,8 @@ def apps(tmp_path: Path):
     made: List[App] = []
 
     def make(name: str, start: str, env: Optional[Dict[str, Any]] = None,
-             ports: Iterable[int] = ()) -> App:
-        app = App(name, start, tmp_path, env or {}, ports)
+             ports: Iterable[int] = (), source: Optional[Path] = None) -> App:
+        app = App(name, start, tmp_path, env or {}, ports, source)
         made.append(app)
         return app
 

@@ -11,7 +11,9 @@ import time
 
 from gwgevent import Gateway, context
 
-log = logging.getLogger("chat")
+# under gwgevent's logger: these lines go where gwgevent's go (terminal, journal, log file)
+# unless the app configures logging itself
+log = logging.getLogger("gwgevent.chat")
 
 
 def _now() -> str:
@@ -34,14 +36,20 @@ def on_message(client_id, message):
         client_name = html.escape(str(data.get("client_name") or "guest"))
         session = context.session or {}
         session.update(room_id=room_id, client_name=client_name)
-        context.session = session
+        # stored now, not at the end of the event: whoever lists the room next sees the name
+        Gateway.set_session(client_id, session)
+        # join before listing the room and announcing: of two clients logging in at the same
+        # time (every page reconnects after a restart), each then either finds the other in
+        # its list or gets the other's announcement (workerman-chat lists first and can miss)
+        Gateway.join_group(client_id, room_id)
         members = Gateway.get_client_sessions_by_group(room_id)
         client_list = {cid: (s or {}).get("client_name", "") for cid, s in members.items()}
         client_list[client_id] = client_name
         new_message = {"type": "login", "client_id": client_id, "client_name": client_name,
                        "time": _now()}
-        Gateway.send_to_group(room_id, json.dumps(new_message))
-        Gateway.join_group(client_id, room_id)
+        Gateway.send_to_group(room_id, json.dumps(new_message), exclude=client_id)
+        # behind nginx or the page server this is the browser's address (trusted_proxies)
+        log.info("%s joined room %s from %s", client_name, room_id, context.client_ip)
         new_message["client_list"] = client_list
         Gateway.send_to_current_client(json.dumps(new_message))
         return

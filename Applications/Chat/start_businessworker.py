@@ -10,7 +10,7 @@ from gwgevent import BusinessWorker, run_all  # noqa: E402
 worker = BusinessWorker()
 worker.name = "ChatBusinessWorker"
 worker.count = 2
-worker.register_address = "127.0.0.1:1236"
+worker.register_address = "127.0.0.1:%s" % os.environ.get("CHAT_REGISTER_PORT", "1236")
 worker.event_handler = "Events"
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ __all__ = ["ClientConnection", "PausedClients"]
 class ClientConnection(TcpConnection):
     """A client socket plus what the gateway keeps per client (session, uid, groups, ...).
 
-    `close_out` is None, or, while the gateway holds a protocol close back until the client's
+    `connect_held`: a trusted proxy's client whose CMD_ON_CONNECT waits for the handshake
+    (the forwarded address comes with it). `close_out` is None, or, while the gateway holds a protocol close back until the client's
     worker has answered its earlier messages, the bytes the protocol wants to write last."""
 
-    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out")
+    __slots__ = ("session", "uid", "groups", "ping_count", "worker_key", "close_out",
+                 "connect_held")
 
 
 class PausedClients:

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .._version import VERSION
-from ..api.facade import GatewayFacade
+from ..api.facade import GatewayFacade, _FacadeMeta
 from ..codec import register_lines
 from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE,
                                      CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
@@ -34,6 +34,9 @@ from .gateway_core import GatewayCore
 from .gateway_flow import DROPPED, GatewayFlow
 from .gateway_suspend import Suspension, WorkerSuspension
 from .links import LINK_HEADROOM, GatewayLinkCodec
+from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
+from ..runtime.strict import StrictConfigMeta
+from .proxy import TrustedProxies, forwarded_client_ip
 
 __all__ = ["Gateway", "ClientConnection"]
 
@@ -64,6 +67,8 @@ class _Link:
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
 
+    __setattr__ = object.__setattr__     # internal and on the hot path: no settings check
+
     def __init__(self, gateway: "Gateway", host: str, port: int) -> None:
         super().__init__("tcp://%s:%d" % (host, port), name=gateway.name + " inner",
                          _register=False)
@@ -92,7 +97,12 @@ class _InnerServer(Worker):
         self.gateway._worker_link_drained(conn)
 
 
-class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
+class _GatewayMeta(_FacadeMeta, StrictConfigMeta):
+    """The Gateway is a role (strictly configured, like every Worker) and the API facade
+    (class-level `Gateway.register_address = ...` configures the push client)."""
+
+
+class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_GatewayMeta):
     """`Gateway('websocket://0.0.0.0:7272')` with GatewayWorker's properties and defaults."""
 
     _ALIASES = dict(
@@ -105,6 +115,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         protocolAccelerate="protocol_accelerate",
         onBusinessWorkerConnected="on_business_worker_connected",
         onBusinessWorkerClose="on_business_worker_close",
+        trustedProxies="trusted_proxies",
     )
 
     ROUTER_LEAST_CONNECTIONS = ROUTER_LEAST_CONNECTIONS
@@ -140,6 +151,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         #: loop_timeout) instead of piling up in a hung process, where they would be lost with
         #: it. Waiting loses nothing, so the bound is short; 0 turns the check off
         self.worker_ping_timeout = 1.0
+        self.trusted_proxies = ()
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -161,6 +173,18 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         self._closing_timer = 0
         #: worker key -> its suspended link and the events waiting for it (gateway_suspend.py)
         self._suspended: Dict[str, Suspension] = {}
+
+    @property
+    def trusted_proxies(self) -> Any:
+        """Addresses/networks of reverse proxies whose X-Forwarded-For / X-Real-IP headers
+        name the client (websocket only; see gwgevent/proxy.py); empty: headers ignored.
+        Parsed when set, so a bad entry fails in the start file, not in every child."""
+        return self._trusted_proxies
+
+    @trusted_proxies.setter
+    def trusted_proxies(self, value: Any) -> None:
+        self._trusted = TrustedProxies(value)
+        self._trusted_proxies = value
 
     # ------------------------------------------------------------ start / stop
     def _start_serving(self) -> None:
@@ -252,6 +276,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         conn.ping_count = -1
         conn.worker_key = None
         conn.close_out = None
+        conn.connect_held = False
         conn.max_send_buffer_size = self.send_to_client_buffer_size
         codec = conn.codec
         if hasattr(codec, "raw_text"):
@@ -260,7 +285,13 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
         if self.on_connect is not None:
             self._call_user(self.on_connect, conn)
         if conn.is_open:
-            self._forward(conn, CMD_ON_CONNECT, b"")
+            if self._trusted and conn.remote_ip in self._trusted and \
+                    codec.__class__ is WebSocketCodec and codec.state == _WS_HANDSHAKE:
+                # a proxy's client: its address arrives with the handshake headers, so the
+                # workers hear of the client (CMD_ON_CONNECT) once the handshake is in
+                conn.connect_held = True
+            else:
+                self._forward(conn, CMD_ON_CONNECT, b"")
 
     def _deliver(self, conn: ClientConnection, msgs: list) -> None:
         self.total_request += len(msgs)
@@ -270,6 +301,17 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
             forward(conn, CMD_ON_MESSAGE, msg)
 
     def _deliver_handshake(self, conn: ClientConnection, data: dict) -> None:
+        if conn.connect_held:
+            conn.connect_held = False
+            server = data.get("server") if isinstance(data, dict) else None
+            ip = forwarded_client_ip(conn.remote_ip, server or {}, self._trusted)
+            if ip is not None:
+                conn.remote_ip = ip
+                server["REMOTE_ADDR"] = ip
+                self.core.forget_header(conn)
+            self._forward(conn, CMD_ON_CONNECT, b"")
+            if not conn.is_open:
+                return
         if self.on_websocket_connect is not None:
             self._call_user(self.on_websocket_connect, conn, data)
         if conn.is_open:
@@ -278,7 +320,9 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade):
     def _connection_closed(self, conn: ClientConnection) -> None:
         core = self.core
         if core.connections.get(conn.id) is conn:
-            if conn.close_out is None:
+            if conn.connect_held:
+                pass   # the workers never heard of this client (closed before its handshake)
+            elif conn.close_out is None:
                 self._forward(conn, CMD_ON_CLOSE, b"")
             else:
                 self._closing.pop(conn.id, None)   # its CMD_ON_CLOSE went out already

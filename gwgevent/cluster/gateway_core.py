@@ -157,6 +157,10 @@ class GatewayCore(GatewayQueries):
         self._headers[conn.id] = h
         return h
 
+    def forget_header(self, conn) -> None:
+        """Drop the cached header of `conn` (its remote_ip changed: a trusted proxy's client)."""
+        self._headers.pop(conn.id, None)
+
     def encode_event(self, cmd: int, conn, body=b'', flag: int = 0) -> bytes:
         """G->W event packet for this client: full header, ext_data = conn.session, body
         as GatewayProtocol::encode (bytes/str/scalars raw with flag 1, arrays serialized

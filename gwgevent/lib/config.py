@@ -197,3 +197,10 @@ class NamedInstances:
             instance = cls._instances.pop(name, None)
             if instance is not None:
                 cls._release(instance)
+
+
+def missing_extra(module: str, package: str) -> str:
+    """The ImportError text of a helper whose client library is not installed: the database
+    and Redis helpers are optional (`pip install 'gwgevent[db]'`), the framework is not."""
+    return ("%s needs the %s package, which is not installed: pip install 'gwgevent[db]' "
+            "(or pip install %s)" % (module, package, package))

@@ -30,8 +30,12 @@ from contextlib import contextmanager
 from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
                     Tuple, Union)
 
-import pymysql
-import pymysql.cursors
+try:
+    import pymysql
+    import pymysql.cursors
+except ImportError as _exc:                     # an optional dependency: say how to get it
+    from gwgevent.lib.config import missing_extra
+    raise ImportError(missing_extra("gwgevent.lib.db", "PyMySQL")) from _exc
 from gevent.lock import BoundedSemaphore
 from greenlet import getcurrent
 

@@ -29,11 +29,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import gevent
 import gevent.event
-import redis as _redis
-import redis.backoff
-import redis.connection
-import redis.exceptions
-import redis.retry
+try:
+    import redis as _redis
+    import redis.backoff
+    import redis.connection
+    import redis.exceptions
+    import redis.retry
+except ImportError as _exc:                     # an optional dependency: say how to get it
+    from gwgevent.lib.config import missing_extra
+    raise ImportError(missing_extra("gwgevent.lib.redis", "redis")) from _exc
 from gevent.socket import wait_read
 from greenlet import getcurrent
 

@@ -21,8 +21,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import child as child_mod
 from .._version import VERSION
-from .processes import describe_exit, file_paths, print_banner, set_title
-from ..log import get_logger, setup_logging
+from .settings import logging_settings
+from .processes import (DAEMON_TITLE_MARK, describe_exit, file_paths, print_banner,
+                        remove_pid_file, set_title, write_pid_file)
+from .. import log as log_mod
+from ..log import REOPEN_SIGNAL, get_logger, setup_logging
 from ..runtime import notify
 from .rolling import RollingReload
 from .watchdog import DumpFile, describe as describe_hang
@@ -41,7 +44,8 @@ class Arbiter:
     """Forks `count` children per Worker, keeps them alive, and carries out the commands."""
 
     SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP, signal.SIGQUIT,
-               signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT, signal.SIGIO, signal.SIGCHLD]
+               signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT, signal.SIGIO, signal.SIGCHLD,
+               REOPEN_SIGNAL]
 
     def __init__(self, workers: List[Any], start_file: str, daemon: bool = False) -> None:
         self.workers = workers
@@ -85,10 +89,12 @@ class Arbiter:
                 w.listen()          # bind before daemonizing: a busy port fails in the terminal
         print_banner(self.workers, self.start_file, self.daemon)
         ready = self.daemonize() if self.daemon else -1
-        setup_logging(process_name="master")
-        self.write_pid_file()
+        setup_logging(process_name="master", **logging_settings())
+        write_pid_file(self.paths)
         child_mod.paths.update(self.paths)
-        set_title("gwgevent: master process  start_file=%s" % self.start_file)
+        # "(daemon)" in the title: ps shows it, and `restart` without -d keeps the mode
+        set_title("gwgevent: master process  start_file=%s%s"
+                  % (self.start_file, DAEMON_TITLE_MARK if self.daemon else ""))
         self.init_signals()
         self.channel = notify.Channel()
         self.state = "running"
@@ -104,7 +110,7 @@ class Arbiter:
         try:
             self.loop()
         finally:
-            self.remove_pid_file()
+            remove_pid_file(self.paths)
 
     def daemonize(self) -> int:
         """Detach; returns the fd on which the master tells the waiting command it is up.
@@ -131,21 +137,8 @@ class Arbiter:
         os.dup2(fd, 2)
         os.close(fd)
         os.close(null)
+        log_mod.redirected_to = self.paths["log"]    # children inherit it: reopen_logs()
         return w
-
-    def write_pid_file(self) -> None:
-        tmp = self.paths["pid"] + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(os.getpid()))
-        os.replace(tmp, self.paths["pid"])
-
-    def remove_pid_file(self) -> None:
-        try:
-            with open(self.paths["pid"]) as f:
-                if f.read().strip() == str(os.getpid()):
-                    os.unlink(self.paths["pid"])
-        except OSError:
-            pass
 
     def write_result(self, row: Dict[str, Any]) -> None:
         """What the last command did, for the CLI waiting on it (see cli.py)."""
@@ -236,6 +229,11 @@ class Arbiter:
             self.write_status()
         elif sig == signal.SIGIO:
             self.write_connections()
+        elif sig == REOPEN_SIGNAL:
+            log_mod.reopen_logs()
+            for pid in list(self.children):
+                self.kill(pid, REOPEN_SIGNAL)
+            log.info("log file reopened")
 
     # ------------------------------------------------------------ notifications
     def read_notifications(self) -> None:

@@ -12,7 +12,8 @@ import sys
 import warnings
 from typing import Any
 
-from ..log import get_logger, setup_logging
+from ..log import REOPEN_SIGNAL, get_logger, reopen_logs, setup_logging
+from .settings import logging_settings
 
 log = get_logger("child")
 
@@ -26,14 +27,18 @@ dump_fd = -1
 #: `reload` right after a (re)spawn) waits instead of killing the child with the default action.
 CHILD_SIGNALS = frozenset((signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP,
                            signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGABRT,
-                           signal.SIGIO))
+                           signal.SIGIO, REOPEN_SIGNAL))
 
 
 def run_child(worker: Any, worker_id: int) -> None:
+    """Entry point of a forked child: serve until told to stop, then exit the process."""
+    from ..runtime.strict import fast_class
+    # the serving process: plain attribute writes (no configuration check) from here on
+    worker.__class__ = fast_class(type(worker))
     worker.id = worker_id
     _reset_signals()
     _set_title("gwgevent: %s worker #%d" % (worker.name, worker_id))
-    setup_logging(process_name="%s#%d" % (worker.name, worker_id))
+    setup_logging(process_name="%s#%d" % (worker.name, worker_id), **logging_settings())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from gevent import monkey
@@ -52,6 +57,9 @@ def run_child(worker: Any, worker_id: int) -> None:
     code = 0
     try:
         worker._start_serving()
+        if os.environ.get("GWGEVENT_METRICS") == "1":
+            from .metrics import child_started
+            child_started(worker)
     except Exception as exc:
         _start_failed(worker, exc)
         code = 1
@@ -102,7 +110,8 @@ def describe_error(exc: BaseException) -> str:
 
 def _reset_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                signal.SIGUSR2, signal.SIGIO, signal.SIGABRT, signal.SIGCHLD, signal.SIGTSTP):
+                signal.SIGUSR2, signal.SIGIO, signal.SIGABRT, signal.SIGCHLD, signal.SIGTSTP,
+                REOPEN_SIGNAL):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
@@ -143,6 +152,7 @@ def _install_signal_handlers(worker: Any) -> None:
         signal.SIGUSR2: lambda: worker.reload(graceful=True),
         signal.SIGABRT: lambda: _write_status(worker),
         signal.SIGIO: lambda: _write_connections(worker),
+        REOPEN_SIGNAL: reopen_logs,
     }
     for sig, fn in handlers.items():
         gevent.signal_handler(sig, fn)

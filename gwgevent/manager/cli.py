@@ -14,25 +14,66 @@ from typing import Any, List, Optional
 from .arbiter import STOP_TIMEOUT, Arbiter
 from .processes import file_paths, pid_alive, read_master_pid
 
-USAGE = """Usage: python {prog} <command> [mode]
+USAGE = """Usage: python {prog} <command> [options]
 Commands:
   start          start in DEBUG (foreground) mode; use -d for DAEMON mode
   stop           stop; -g: stop gracefully (stop accepting, serve the connected clients until
                  they leave or graceful_timeout is over)
-  restart        stop, then start; -d daemon, -g graceful stop
+  restart        stop, then start in the mode it ran in (-d: daemon); -g graceful stop
   reload         replace reloadable workers one process at a time, each only once its
                  replacement serves; exits non-zero if a replacement fails; -g graceful
-  status         process status; -d to refresh every second
+  status         process status; -d to refresh every second; --json for scripts
   connections    list every connection
+  -h, --help     this text
 """
+
+#: command -> the flags it accepts
+COMMANDS = {"start": {"-d"}, "stop": {"-g"}, "restart": {"-d", "-g"}, "reload": {"-g"},
+            "status": {"-d", "--json"}, "connections": set()}
+#: exit status of a command line that cannot be understood (as argparse/BSD EX_USAGE-ish)
+EXIT_USAGE = 2
+
+
+def _usage_error(prog: str, message: str) -> None:
+    sys.stderr.write("gwgevent: %s (see `python %s --help`)\n" % (message, prog))
+    sys.stdout.write(USAGE.format(prog=prog))
+    sys.exit(EXIT_USAGE)
+
+
+def _check_argv(prog: str, argv: List[str]) -> None:
+    """--help anywhere: usage, exit 0. A missing/unknown command or a flag the command does
+    not take: a message naming it (with the closest command), usage, exit 2."""
+    if any(a in ("-h", "--help") for a in argv):
+        sys.stdout.write(USAGE.format(prog=prog))
+        sys.exit(0)
+    if not argv:
+        _usage_error(prog, "no command given")
+    if argv[0] not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        _usage_error(prog, "unknown command %r%s" % (
+            argv[0], "; did you mean %r?" % close[0] if close else ""))
+    bad = [a for a in argv[1:] if a not in COMMANDS[argv[0]]]
+    if bad:
+        allowed = " ".join(sorted(COMMANDS[argv[0]])) or "none"
+        _usage_error(prog, "%s does not take %s (options: %s)" % (argv[0], " ".join(bad),
+                                                                 allowed))
+
+
+def _is_daemon(master: int) -> bool:
+    """Was this master started with -d? (Its process title says so.)"""
+    from .processes import DAEMON_TITLE_MARK
+    try:
+        with open("/proc/%d/cmdline" % master, "rb") as f:
+            title = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return False
+    return DAEMON_TITLE_MARK.strip() in title
 
 
 def main(workers: List[Any], start_file: str, argv: List[str]) -> None:
     prog = os.path.basename(start_file)
-    if not argv or argv[0] not in ("start", "stop", "restart", "reload", "status",
-                                   "connections"):
-        sys.stdout.write(USAGE.format(prog=prog))
-        sys.exit(64 if argv else 0)
+    _check_argv(prog, argv)
     command, flags = argv[0], set(argv[1:])
     paths = file_paths(start_file)
     master = read_master_pid(paths["pid"])
@@ -43,9 +84,12 @@ def main(workers: List[Any], start_file: str, argv: List[str]) -> None:
         _start(workers, start_file, "-d" in flags)
         return
     if command == "restart":
+        daemon = "-d" in flags
         if master:
-            _stop(master, prog, paths, workers, graceful="-g" in flags)
-        _start(workers, start_file, "-d" in flags)
+            daemon = daemon or _is_daemon(master)
+            if not _stop(master, prog, paths, workers, graceful="-g" in flags):
+                sys.exit(1)
+        _start(workers, start_file, daemon)
         return
     if not master:
         sys.stderr.write("gwgevent[%s] not running\n" % prog)
@@ -57,7 +101,7 @@ def main(workers: List[Any], start_file: str, argv: List[str]) -> None:
         if not _reload(master, prog, paths, graceful="-g" in flags):
             sys.exit(1)
     elif command == "status":
-        _status(master, paths, live="-d" in flags)
+        _status(master, paths, live="-d" in flags, as_json="--json" in flags)
     elif command == "connections":
         _connections(master, paths)
 
@@ -246,7 +290,7 @@ def _render_problems(header: dict) -> List[str]:
     return out
 
 
-def _status(master: int, paths: dict, live: bool) -> None:
+def _status(master: int, paths: dict, live: bool, as_json: bool = False) -> None:
     prev: dict = {}
     prev_t = time.monotonic()
     while True:
@@ -258,8 +302,11 @@ def _status(master: int, paths: dict, live: bool) -> None:
                 qps[r["pid"]] = int((r["total_request"] - prev[r["pid"]]) / max(now - prev_t, 1e-3))
         prev = {r["pid"]: r["total_request"] for r in rows}
         prev_t = now
-        text = render_status(header, rows, qps if live else None)
-        if live:
+        if as_json:     # one JSON document per line (per second with -d)
+            text = json.dumps(status_document(header, rows), sort_keys=True) + "\n"
+        else:
+            text = render_status(header, rows, qps if live else None)
+        if live and not as_json:
             sys.stdout.write("\x1b[2J\x1b[H" + text + "\nPress Ctrl+C to quit.\n")
         else:
             sys.stdout.write(text)
@@ -270,6 +317,19 @@ def _status(master: int, paths: dict, live: bool) -> None:
             time.sleep(1.0)
         except KeyboardInterrupt:
             return
+
+
+def status_document(header: dict, rows: list) -> dict:
+    """`status --json`: the master's header and one object per process (children that did not
+    answer in time have "status": "busy" and no counters)."""
+    by_pid = {r["pid"]: r for r in rows}
+    processes = []
+    for ch in header.get("children", []):
+        row = by_pid.get(ch["pid"])
+        processes.append(dict(row, status="idle") if row is not None
+                         else dict(ch, status="busy"))
+    return {"master": {k: v for k, v in header.items() if k != "children"},
+            "processes": processes}
 
 
 def _connections(master: int, paths: dict) -> None:

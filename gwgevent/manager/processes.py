@@ -10,21 +10,27 @@ from typing import Any, Dict, List, Optional
 
 from .._version import VERSION
 
-__all__ = ["file_paths", "read_master_pid", "pid_alive", "describe_exit", "set_title",
-           "print_banner"]
+#: in the master's process title of a daemon: ps shows it, and `restart` without -d keeps the
+#: mode the app was started in
+DAEMON_TITLE_MARK = "  (daemon)"
+
+__all__ = ["DAEMON_TITLE_MARK", "file_paths", "read_master_pid", "pid_alive", "describe_exit", "set_title",
+           "print_banner", "write_pid_file", "remove_pid_file"]
 
 
 def file_paths(start_file: str) -> Dict[str, str]:
     """Pid/status/log files live next to the start script, named after it (Workerman v5)."""
     start_file = os.path.abspath(start_file)
     d, base = os.path.dirname(start_file), os.path.basename(start_file)
-    return {
+    paths = {
         "pid": os.path.join(d, "gwgevent.%s.pid" % base),
         "status": os.path.join(d, "gwgevent.%s.status" % base),
         "connections": os.path.join(d, "gwgevent.%s.status.connection" % base),
         "result": os.path.join(d, "gwgevent.%s.result" % base),
         "log": os.path.join(d, "gwgevent.log"),
     }
+    from .settings import apply_file_settings   # Worker.pid_file / Worker.log_file
+    return apply_file_settings(paths)
 
 
 def read_master_pid(pid_file: str) -> Optional[int]:
@@ -89,3 +95,26 @@ def print_banner(workers: List[Any], start_file: str, daemon: bool) -> None:
     else:
         out.write("Press Ctrl+C to stop. Start success.\n")
     out.flush()
+
+
+def write_pid_file(paths: Dict[str, str]) -> None:
+    """The master's pid, written atomically (a reader never sees a half-written file)."""
+    tmp = paths["pid"] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(tmp, paths["pid"])
+
+
+def remove_pid_file(paths: Dict[str, str]) -> None:
+    """On the master's way out: its pid file (if still its own) and the status files."""
+    for key in ("status", "connections"):    # `status` leftovers go with the master
+        try:
+            os.unlink(paths[key])
+        except OSError:
+            pass
+    try:
+        with open(paths["pid"]) as f:
+            if f.read().strip() == str(os.getpid()):
+                os.unlink(paths["pid"])
+    except OSError:
+        pass

@@ -23,6 +23,7 @@ from . import notify
 from ..log import get_logger
 from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .aliases import CAMEL_ALIASES, install_aliases
+from .strict import StrictConfig, StrictConfigMeta
 from .timer import Timer
 
 __all__ = ["Worker", "parse_address", "CAMEL_ALIASES", "close_going_away"]
@@ -45,8 +46,12 @@ def parse_address(address: str) -> "tuple[str, str, int]":
     return scheme.lower(), host, int(port)
 
 
-class Worker:
-    """A group of `count` processes serving one listen address with the same callbacks."""
+class Worker(StrictConfig, metaclass=StrictConfigMeta):
+    """A group of `count` processes serving one listen address with the same callbacks.
+
+    Settings are checked: an unknown constructor option raises TypeError, and once
+    constructed an unknown attribute assignment raises AttributeError, both naming the
+    closest known setting (gwgevent/strict.py)."""
 
     #: camelCase spellings accepted for attributes (roles extend it)
     _ALIASES: Dict[str, str] = CAMEL_ALIASES
@@ -129,6 +134,7 @@ class Worker:
         self._ssl: Any = None
         self._handshaking: Dict[int, float] = {}   # connection id -> handshake deadline
         self._handshake_sweeper: Any = None
+        self.check_options(options)
         for key, value in options.items():
             setattr(self, key, value)
         if self.register:

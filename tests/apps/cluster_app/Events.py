@@ -33,7 +33,14 @@ def _reply(obj):
 
 def on_connect(client_id):
     _reply({"ev": "hello", "client_id": client_id, "gateway_port": context.gateway_port,
-            "local_port": context.local_port})
+            "local_port": context.local_port, "client_ip": context.client_ip})
+
+
+if os.environ.get("GWT_REPORT_WS_CONNECT"):
+    def on_websocket_connect(client_id, data):
+        # only when asked: other tests count the messages a fresh client gets
+        _reply({"ev": "ws_connect", "remote_addr": data["server"]["REMOTE_ADDR"],
+                "client_ip": context.client_ip})
 
 
 def _session_put(key, value):
@@ -81,7 +88,8 @@ def _run(op, args):
         while True:            # a handler that never yields: the watchdog's case
             pass
     if op == "context":
-        return {"client_id": context.client_id, "server": context.server}
+        return {"client_id": context.client_id, "server": context.server,
+                "client_ip": context.client_ip}
     raise ValueError("unknown op %r" % (op,))
 
 

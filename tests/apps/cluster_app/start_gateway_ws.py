@@ -17,6 +17,7 @@ gateway.secret_key = _env.SECRET
 gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
 gateway.graceful_timeout = _env.num("GRACEFUL_TIMEOUT", 30.0)
 gateway.worker_ping_timeout = _env.num("WORKER_PING_TIMEOUT", 1.0)
+gateway.trusted_proxies = _env.get("TRUSTED_PROXIES", "")
 
 if __name__ == "__main__":
     run_all()
