@@ -52,6 +52,10 @@ class WsCodec:
         self.handshake_done = handshake_done
         self.queued = []
 
+    @property
+    def ready(self):
+        return self.handshake_done
+
     def encode(self, data):
         WsCodec.encodes += 1
         if not self.handshake_done:

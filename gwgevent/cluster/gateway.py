@@ -34,7 +34,6 @@ from .gateway_core import GatewayCore
 from .gateway_flow import DROPPED, GatewayFlow
 from .gateway_suspend import Suspension, WorkerSuspension
 from .links import LINK_HEADROOM, GatewayLinkCodec
-from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from ..runtime.strict import StrictConfigMeta
 from .proxy import TrustedProxies, forwarded_client_ip
 
@@ -286,7 +285,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
             self._call_user(self.on_connect, conn)
         if conn.is_open:
             if self._trusted and conn.remote_ip in self._trusted and \
-                    codec.__class__ is WebSocketCodec and codec.state == _WS_HANDSHAKE:
+                    getattr(codec, "handshaking", False):
                 # a proxy's client: its address arrives with the handshake headers, so the
                 # workers hear of the client (CMD_ON_CONNECT) once the handshake is in
                 conn.connect_held = True

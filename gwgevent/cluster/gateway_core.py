@@ -13,7 +13,7 @@ The Gateway role (gwgevent/gateway.py) owns the sockets. It calls:
 Client connection objects are duck-typed: ``id``, ``session`` (bytes, b'' = none),
 ``uid`` (None or str/bytes), ``groups`` (None or dict {php key: group name}),
 ``remote_ip``, ``remote_port``, ``websocket_type`` (optional), ``codec`` (with
-``encode(data) -> bytes`` and optional ``handshake_done``), ``send(data, raw=False)``,
+``encode(data) -> bytes`` and ``ready``), ``send(data, raw=False)``,
 ``close(data=None, raw=False)``, ``_close_after_flush()`` (close once queued data is flushed,
 sending nothing more), ``destroy()``. The core owns ``uid``, ``groups`` and
 ``session`` (it writes them); the role only initialises them (None, None, b'').
@@ -44,21 +44,6 @@ _MID = struct.Struct('>IHIHI')
 _EVENT = struct.Struct('>IB16sBHI')
 assert _EVENT.size == HEAD_LEN and _MID.size == 16
 
-def _ready_predicate(cls):
-    """How to tell whether a codec of this class accepts pre-encoded frames right now.
-    Contract: a codec that queues data before a handshake exposes ``handshake_done``; the
-    gwgevent websocket codec (``name == 'websocket'``, ``state``) is recognised as well."""
-    if getattr(cls, 'name', None) == 'websocket' and not hasattr(cls, 'handshake_done') \
-            and hasattr(cls, 'state'):
-        try:
-            from ..protocols.websocket import OPEN
-        except ImportError:  # pragma: no cover
-            OPEN = 1
-        return lambda codec: getattr(codec, 'state', OPEN) == OPEN
-    return lambda codec: getattr(codec, 'handshake_done', True)
-
-
-_READY = {}  # codec class -> readiness predicate
 
 
 class GatewayCore(GatewayQueries):
@@ -265,7 +250,7 @@ class GatewayCore(GatewayQueries):
     def send_many(targets, body, raw=False, binary=False) -> None:
         """Send one message to many clients. Raw: as is. Otherwise the message is encoded
         once per distinct (codec class, websocket_type) and the frame sent raw to every
-        target; a codec that is not ready for pre-encoded frames (``handshake_done`` false,
+        target; a codec that is not ready for pre-encoded frames (``codec.ready`` false,
         or a gwgevent websocket codec whose state is not OPEN: before its handshake or after
         its close frame) gets a normal send so it can queue or drop it itself."""
         if raw:
@@ -276,17 +261,9 @@ class GatewayCore(GatewayQueries):
             GatewayCore.send_one(targets[0], body, False, binary)
             return
         cache = {}
-        preds = _READY
         for c in targets:
             codec = c.codec
-            if codec is None:
-                c.send(body)
-                continue
-            cls = codec.__class__
-            ready = preds.get(cls)
-            if ready is None:
-                ready = preds[cls] = _ready_predicate(cls)
-            if not ready(codec):
+            if codec is None or not getattr(codec, 'ready', True):
                 # e.g. websocket before its handshake: the codec queues it
                 GatewayCore.send_one(c, body, False, binary)
                 continue

@@ -40,6 +40,19 @@ class CodecBase:
         self.more = False
         self.raw_text = False
 
+    @property
+    def handshaking(self) -> bool:
+        """Still in an opening handshake (the Worker's handshake timeout watches it)."""
+        return False
+
+    @property
+    def ready(self) -> bool:
+        """Frames from encode() can go on the wire as they are: the Gateway pre-encodes a
+        broadcast once and writes that frame to every ready receiver; a codec that is not
+        ready (handshake still running, close under way) gets a normal send instead and
+        queues or drops the data itself."""
+        return True
+
     def encode_binary(self, data: Any) -> bytes:
         """Frame `data` as a binary message. Protocols without message types (text, frame,
         tcp, user protocols) frame it like any other message; the websocket codec sends a

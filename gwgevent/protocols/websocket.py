@@ -121,10 +121,14 @@ class WebSocketCodec(CodecBase):
 
     name = "websocket"
 
-    __slots__ = ("state", "path", "frag", "cur", "tail", "queue", "handshake_data")
+    __slots__ = ("state", "path", "frag", "cur", "tail", "queue", "handshake_data",
+                 "server_port")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, server_port: int = 0) -> None:
         super().__init__(conn)   # raw_text True: text comes out as (validated) bytes
+        #: SERVER_PORT for onWebSocketConnect: the listening port, handed in by the Worker
+        #: (0: ask the socket, e.g. a codec built outside a Worker)
+        self.server_port = server_port
         self.state = HANDSHAKE
         #: build the onWebSocketConnect dict? A Worker nobody asks it of sets False (saves a
         #: third of the handshake's CPU for a browser request); `handshake` is then {}
@@ -134,6 +138,14 @@ class WebSocketCodec(CodecBase):
         self.cur: Optional[list] = None    # [b0, remaining, mask, [parts], received] of a frame
         self.tail = b""         # incomplete UTF-8 sequence carried across text fragments
         self.queue: Optional[bytearray] = None  # frames sent before the handshake
+
+    @property
+    def handshaking(self) -> bool:
+        return self.state == HANDSHAKE
+
+    @property
+    def ready(self) -> bool:
+        return self.state == OPEN
 
     # ------------------------------------------------------------------ output side
     def encode(self, data: Any) -> bytes:
@@ -537,7 +549,7 @@ class WebSocketCodec(CodecBase):
         if self.handshake_data:
             self.handshake = build_handshake_data(method, uri, version, headers,
                                                   conn.remote_ip, conn.remote_port,
-                                                  _local_port(conn))
+                                                  self.server_port or _local_port(conn))
         else:
             self.handshake = {}
         self.path = intern_path(uri)
@@ -558,10 +570,7 @@ class WebSocketCodec(CodecBase):
 
 
 def _local_port(conn: Any) -> Any:
-    """SERVER_PORT; None when the connection cannot tell (unix socket, test stub)."""
-    port = getattr(getattr(conn, "worker", None), "port", 0)
-    if port.__class__ is int and port > 0:
-        return port        # the listening port: no getsockname() syscall
+    """SERVER_PORT from the socket; None when the connection cannot tell (unix socket, stub)."""
     try:
         return conn.local_port
     except (AttributeError, OSError, IndexError, TypeError):

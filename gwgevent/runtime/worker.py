@@ -21,7 +21,7 @@ from greenlet import getcurrent, greenlet
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
 from . import notify
 from ..log import get_logger
-from ..protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
+from ..protocols.websocket import WebSocketCodec
 from .aliases import CAMEL_ALIASES, install_aliases
 from .strict import StrictConfig, StrictConfigMeta
 from .timer import Timer
@@ -292,11 +292,13 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
             conn = cls(self, sock, ip, port, self._next_connection_id())
         conn.max_send_buffer_size = self.max_send_buffer_size
         conn.max_package_size = self.max_package_size
-        codec = conn.codec = self._codec_class(conn)
+        cls = self._codec_class
+        codec = conn.codec = cls(conn, server_port=self.port) if cls is WebSocketCodec \
+            else cls(conn)
         if not self._wants_handshake_data and hasattr(codec, "handshake_data"):
             codec.handshake_data = False
         self.connections[conn.id] = conn
-        if self.handshake_timeout and _handshake_pending(conn.codec):
+        if self.handshake_timeout and getattr(codec, "handshaking", False):
             self._watch_handshake(conn)
         self._on_open(conn)
         if conn.is_open:
@@ -323,7 +325,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         for cid, deadline in list(pending.items()):
             conn = connections.get(cid)
             if conn is None or conn.status >= STATUS_CLOSING or \
-                    not _handshake_pending(conn.codec):
+                    not getattr(conn.codec, "handshaking", False):
                 del pending[cid]
             elif now >= deadline:
                 del pending[cid]
@@ -538,15 +540,6 @@ def set_launcher(run_all: Callable[[], None]) -> None:
 
 
 install_aliases(Worker)
-
-
-def _handshake_pending(codec: Any) -> bool:
-    """True while a codec is still in its opening handshake: a codec may say so with a
-    `handshake_done` attribute; the websocket codec is in its HANDSHAKE state."""
-    done = getattr(codec, "handshake_done", None)
-    if done is not None:
-        return not done
-    return isinstance(codec, WebSocketCodec) and codec.state == _WS_HANDSHAKE
 
 
 def close_going_away(conn: TcpConnection) -> None:
