@@ -83,9 +83,11 @@ def test_reload_single_worker_under_load(one_worker_cluster):
 
 
 def test_reload_with_edited_events(cluster):
-    """Before reload k, Events.py answers with behaviour v<k+2>: a message sent before reload k
-    started is answered by the old code, one sent after it returned by the new code, and each
-    client sees versions only go up."""
+    """Before reload k, Events.py is edited to answer with behaviour edit<k+2>: an answer that
+    arrived before reload k started comes from the old code, a message sent after reload k
+    returned is answered by the new code, and each client sees versions only go up. (A message
+    sent just before a reload may still be waiting when its worker drains, so the new code may
+    answer it: what counts for "before" is when it was answered.)"""
     events = cluster.dir / "Events.py"
     source = events.read_text()
     current = source.split('BEHAVIOUR = "', 1)[1].split('"', 1)[0]
@@ -105,9 +107,10 @@ def test_reload_with_edited_events(cluster):
         assert seen == sorted(seen), "client %d saw versions go back: %s" % (c.index, seen)
         for seq, sent in enumerate(c.sent_at):
             got = versions.index(c.versions[seq])
-            # how many reloads had started / finished when the message was sent
-            started = sum(1 for start, _ in marks if start <= sent)
+            # reloads finished when the message was sent / started when its answer arrived
             finished = sum(1 for _, end in marks if end <= sent)
+            started = sum(1 for start, _ in marks if start <= c.got[seq])
             assert finished <= got <= started, (
-                "client %d message %d sent after %d reload(s) had finished and %d had started "
-                "was answered by %s" % (c.index, seq, finished, started, versions[got]))
+                "client %d message %d, sent after %d reload(s) had finished and answered after "
+                "%d had started, was answered by %s" % (c.index, seq, finished, started,
+                                                        versions[got]))

@@ -182,20 +182,36 @@ class BusinessWorker(WorkerSessions, Worker):
         then say CMD_WORKER_DRAINED behind the last reply, so it hands this worker's clients to
         the others in order. A PHP gateway knows no handshake: stop reading from it, let the
         running handlers finish and drop the link (it re-routes; events in flight are lost, as
-        with GatewayWorker). Bounded: `graceful_timeout` for a graceful stop or reload,
-        `stop_timeout` less a margin otherwise."""
+        with GatewayWorker).
+
+        What was received is always worked off (an overloaded worker may have seconds of it, and
+        an overloaded gateway may answer late), within `graceful_timeout`. A fast stop or reload
+        leaves earlier when handlers are running and nothing has moved for `stop_timeout` less
+        a margin (a handler stuck in a long wait); a graceful one waits for such handlers too."""
         import gevent
-        bound = float(self.graceful_timeout if graceful else max(0.1, self.stop_timeout - 0.5))
-        started = time.monotonic()
+        bound = float(self.graceful_timeout or 0) or float(self.stop_timeout)
+        stall = None if graceful else max(0.1, float(self.stop_timeout) - 0.5)
+        started = last_move = time.monotonic()
         deadline = started + bound
+        mark = None
         draining = self._start_drain()
         for address, link in self.gateway_links.items():
             if address not in draining:
                 link.pause_recv()
+        polls = 0
         while not self._drain_complete(draining):
-            if time.monotonic() >= deadline:
-                log.warning("worker %s #%d: %d handler(s) still running after %.1f s; leaving "
-                            "anyway", self.name, self.id, self._active, bound)
+            now = time.monotonic()
+            if not self._active:
+                last_move = now        # waiting for a gateway's answer: that is no stuck handler
+            elif stall is not None and polls % 50 == 0:
+                progress = self._drain_progress()
+                if progress != mark:
+                    mark, last_move = progress, now
+            polls += 1
+            if now >= deadline or (stall is not None and now - last_move >= stall):
+                log.warning("worker %s #%d: %d handler(s) still running and %d client(s) "
+                            "waiting after %.1f s; leaving anyway", self.name, self.id,
+                            self._active, len(self._ready), now - started)
                 break
             gevent.sleep(0.002)
         flush_pending()
@@ -226,6 +242,15 @@ class BusinessWorker(WorkerSessions, Worker):
                 link.write(_DRAIN)
                 draining[address] = link
         return draining
+
+    def _drain_progress(self) -> tuple:
+        """Changes while a drain gets on: events arrive, waiting ones get handled, or a gateway
+        reads what we wrote. An overloaded gateway may take seconds to read our replies, and
+        our CMD_WORKER_DRAIN waits behind them (in the kernel's send queue, hence TIOCOUTQ)."""
+        return (self.total_request, self._active,
+                sum(len(q) for q in self._queues.values()),
+                sum(link.kernel_queues()[1] for link in self.gateway_links.values()
+                    if link._status == STATUS_ESTABLISHED))
 
     def _drain_complete(self, draining: Dict[str, AsyncTcpConnection]) -> bool:
         """Every draining gateway has answered (or is gone) and no event is waiting or running."""

@@ -64,10 +64,10 @@ class RollingReload:
         return signal.SIGUSR2 if self.graceful else signal.SIGUSR1
 
     def stop_bound(self, worker: Any) -> float:
-        """How long a replaced process may take to exit before it is killed."""
-        if self.graceful:
-            return float(worker.graceful_timeout or 0) + float(worker.stop_timeout)
-        return float(worker.stop_timeout) + 1.0
+        """How long a replaced process may take to exit before it is killed: a BusinessWorker
+        works off what it received (see BusinessWorker._finish_and_stop) within
+        graceful_timeout, also on a fast reload; SIGKILL is for one that cannot."""
+        return float(worker.graceful_timeout or 0) + float(worker.stop_timeout)
 
     def deadline_hint(self, arbiter: Any) -> float:
         """A wall-clock time by which this reload will have a verdict (for the waiting CLI)."""

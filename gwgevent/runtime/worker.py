@@ -88,7 +88,8 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         #: `stop -g` / `reload -g`: how long a process waits for its connections to close (or
         #: a BusinessWorker for its running handlers) before it closes them (websocket: 1001)
         self.graceful_timeout = 30.0
-        #: a fast stop/reload: how long a process may take to exit before it is killed
+        #: a fast stop: how long a process may take to exit before it is killed; a fast reload:
+        #: how long a leaving BusinessWorker waits for a handler that makes no progress
         self.stop_timeout = 2.0
         #: hung-process watchdog: a process whose event loop has not run for this many seconds
         #: is ended and started again, its stack in the log (0 turns it off); see watchdog.py
