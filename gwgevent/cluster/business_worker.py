@@ -250,7 +250,7 @@ class BusinessWorker(WorkerSessions, Worker):
         return (self.total_request, self._active,
                 sum(len(q) for q in self._queues.values()),
                 sum(link.kernel_queues()[1] for link in self.gateway_links.values()
-                    if link._status == STATUS_ESTABLISHED))
+                    if link.status == STATUS_ESTABLISHED))
 
     def _drain_complete(self, draining: Dict[str, AsyncTcpConnection]) -> bool:
         """Every draining gateway has answered (or is gone) and no event is waiting or running."""
