@@ -219,3 +219,30 @@ def test_old_module_paths_and_lazy_package(tmp_path):
                          text=True, timeout=60,
                          env=dict(__import__("os").environ, PYTHONPATH=str(PKG.parent)))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_every_connection_owner_implements_the_seam():
+    """Connections call their owner only through ConnectionOwner's public methods; every kind
+    of owner (Worker and the roles, the Gateway's inner port, outbound link events) has them."""
+    from gwgevent.cluster.gateway import _InnerServer
+    from gwgevent.runtime.connection import ConnectionOwner
+    from gwgevent.runtime.outbound import LinkEvents
+    from gwgevent import BusinessWorker, Gateway, Register, Worker
+    for cls in (Worker, Gateway, BusinessWorker, Register, _InnerServer, LinkEvents):
+        missing = [name for name in ("handle_messages", "handle_handshake", "handle_closed",
+                                     "handle_buffer_full", "handle_buffer_drain", "hold_close",
+                                     "send_fail") if not hasattr(cls, name)]
+        assert not missing, (cls.__name__, missing)
+    assert isinstance(LinkEvents(), ConnectionOwner)
+    assert isinstance(Worker(_register=False), ConnectionOwner)
+    # nothing outside the runtime reaches into a connection's private fields
+    bad = []
+    for module, path in MODULES.items():
+        if layer(module) in ("runtime", "top"):
+            continue
+        text = path.read_text()
+        for field in ("._status", "._out_size", "._write(", "._busy", "._backlog", "._full"):
+            for line_no, line in enumerate(text.splitlines(), 1):
+                if field in line and "self." + field[1:] not in line:
+                    bad.append("%s:%d %s" % (module, line_no, line.strip()))
+    assert not bad, "\n".join(bad)

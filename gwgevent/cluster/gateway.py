@@ -85,14 +85,14 @@ class _InnerServer(Worker):
     def _on_open(self, conn: TcpConnection) -> None:
         conn.context = _Link(authorized=not self.gateway.secret_key)
 
-    def _deliver(self, conn: TcpConnection, packets: list) -> None:
+    def handle_messages(self, conn: TcpConnection, packets: list) -> None:
         self.gateway._on_inner_packets(conn, packets)
 
-    def _connection_closed(self, conn: TcpConnection) -> None:
+    def handle_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
         self.gateway._on_inner_close(conn)
 
-    def _buffer_drain(self, conn: TcpConnection) -> None:
+    def handle_buffer_drain(self, conn: TcpConnection) -> None:
         self.gateway._worker_link_drained(conn)
 
 
@@ -292,14 +292,14 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
             else:
                 self._forward(conn, CMD_ON_CONNECT, b"")
 
-    def _deliver(self, conn: ClientConnection, msgs: list) -> None:
+    def handle_messages(self, conn: ClientConnection, msgs: list) -> None:
         self.total_request += len(msgs)
         conn.ping_count = -1
         forward = self._forward
         for msg in msgs:
             forward(conn, CMD_ON_MESSAGE, msg)
 
-    def _deliver_handshake(self, conn: ClientConnection, data: dict) -> None:
+    def handle_handshake(self, conn: ClientConnection, data: dict) -> None:
         if conn.connect_held:
             conn.connect_held = False
             server = data.get("server") if isinstance(data, dict) else None
@@ -316,7 +316,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         if conn.is_open:
             self._forward(conn, CMD_ON_WEBSOCKET_CONNECT, data)
 
-    def _connection_closed(self, conn: ClientConnection) -> None:
+    def handle_closed(self, conn: ClientConnection) -> None:
         core = self.core
         if core.connections.get(conn.id) is conn:
             if conn.connect_held:

@@ -54,7 +54,7 @@ class GatewayFlow:
                     conn.resume_recv()
 
     # ------------------------------------------------------------ ordered closes
-    def _hold_close(self, conn: ClientConnection, out: Any) -> bool:
+    def hold_close(self, conn: ClientConnection, out: Any) -> bool:
         """The client's protocol wants to close (a close frame answered, a protocol error, an
         oversize message) after writing `out`. The client's worker may still be answering the
         messages it sent before: forward CMD_ON_CLOSE with FLAG_CLOSE_ACK now, in order behind
@@ -154,6 +154,6 @@ class GatewayFlow:
             for packet in packets:
                 wc.write(packet, force=True)
             if not conn.is_open and conn.worker_key in self._lc:
-                # closed while held: its ON_CLOSE just went out, and _connection_closed had
+                # closed while held: its ON_CLOSE just went out, and handle_closed had
                 # no worker to un-count it from
                 self._lc[conn.worker_key] -= 1

@@ -76,7 +76,7 @@ class Register(Worker):
                  AUTH_TIMEOUT)
         conn.close()
 
-    def _deliver(self, conn: TcpConnection, msgs: list) -> None:
+    def handle_messages(self, conn: TcpConnection, msgs: list) -> None:
         self.total_request += len(msgs)
         peer: _Peer = conn.context
         if peer.timer is not None:
@@ -134,7 +134,7 @@ class Register(Worker):
         for conn in list(self._workers.values()):
             conn.send(line, raw=True)
 
-    def _connection_closed(self, conn: TcpConnection) -> None:
+    def handle_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
         peer: Optional[_Peer] = conn.context
         if peer is None:

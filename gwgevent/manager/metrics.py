@@ -183,12 +183,12 @@ def child_started(worker: Any) -> None:
     m = _Metrics()
     m.starts.labels(worker.name).inc()
     sampler = _Sampler(worker, m)
-    closed = worker._connection_closed
+    closed = worker.handle_closed
 
     def connection_closed(conn: Any) -> None:
         sampler.connection_closed(conn)
         closed(conn)
-    worker._connection_closed = connection_closed
+    worker.handle_closed = connection_closed
     handlers = getattr(worker, "_handlers", None)     # a BusinessWorker's Events functions
     for event in _EVENTS:
         hist = m.latency.labels(worker.name, event)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import errno
 from collections import deque
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Protocol, runtime_checkable
 
 import _socket
 from gevent import get_hub
@@ -22,9 +22,39 @@ from gevent import get_hub
 from ..log import get_logger
 from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
 
-__all__ = ["TcpConnection", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
+__all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
 
 log = get_logger("connection")
+
+@runtime_checkable
+class ConnectionOwner(Protocol):
+    """What a connection calls on the object that owns it: a Worker (and the roles built on
+    it), or the events object of an outbound link (`outbound.LinkEvents`). The connection owns
+    the socket and the codec; the owner decides what messages, closes and full buffers mean.
+    All of these run on the loop, in watcher callbacks: keep them short, never block."""
+
+    #: sends dropped because a send buffer was full (Workerman's statistics)
+    send_fail: int
+
+    def handle_messages(self, conn: "TcpConnection", msgs: list) -> None:
+        """Complete messages the codec decoded from one read, in order."""
+
+    def handle_handshake(self, conn: "TcpConnection", data: dict) -> None:
+        """The codec finished an opening handshake (websocket: onWebSocketConnect data)."""
+
+    def handle_closed(self, conn: "TcpConnection") -> None:
+        """The connection is closed (exactly once per connection)."""
+
+    def handle_buffer_full(self, conn: "TcpConnection") -> None:
+        """The send buffer reached max_send_buffer_size."""
+
+    def handle_buffer_drain(self, conn: "TcpConnection") -> None:
+        """The send buffer went from full to empty."""
+
+    def hold_close(self, conn: "TcpConnection", out: Any) -> bool:
+        """The codec wants to close after writing `out` (a close frame). True: the owner takes
+        over (writes `out` and closes later); False: the connection goes on at once."""
+
 
 class ConnectionStatus(enum.IntEnum):
     """Workerman's TcpConnection::STATUS_*. Ordered: everything below CLOSING may still carry
@@ -84,7 +114,7 @@ class TcpConnection:
     default_max_send_buffer_size = 1048576
     default_max_package_size = 10485760
 
-    def __init__(self, worker: Any, sock: Any, remote_ip: str, remote_port: int,
+    def __init__(self, worker: ConnectionOwner, sock: Any, remote_ip: str, remote_port: int,
                  conn_id: int = 0) -> None:
         self.id = conn_id
         self.worker = worker
@@ -141,7 +171,7 @@ class TcpConnection:
             if codec.pending:
                 self._codec_side_effects(msgs)
             elif msgs:
-                self.worker._deliver(self, msgs)
+                self.worker.handle_messages(self, msgs)
             # a codec stops in front of a control frame that must not overtake the answers
             # to the messages before it (`more`); go on once those are queued
             if not codec.more or self._status != STATUS_ESTABLISHED:
@@ -163,9 +193,9 @@ class TcpConnection:
         handshake = codec.handshake
         if handshake is not None:
             codec.handshake = None
-            self.worker._deliver_handshake(self, handshake)
+            self.worker.handle_handshake(self, handshake)
         if msgs and self._status == STATUS_ESTABLISHED:
-            self.worker._deliver(self, msgs)
+            self.worker.handle_messages(self, msgs)
         closing = codec.closing
         if not closing:
             return
@@ -174,7 +204,7 @@ class TcpConnection:
                      self.remote_port, codec.error)
             codec.error = None
         if closing == CODEC_CLOSE_AFTER_FLUSH and self._status == STATUS_ESTABLISHED:
-            if self.worker._hold_close(self, out):
+            if self.worker.hold_close(self, out):
                 # the owner writes `out` and closes later, after replies it is still waiting
                 # for (the Gateway: the worker's answers to this client's earlier messages)
                 codec.closing = 0
@@ -242,7 +272,7 @@ class TcpConnection:
             self._out_size = size + len(data)
         if self._out_size >= self.max_send_buffer_size and not self._full:
             self._full = True
-            self.worker._buffer_full(self)
+            self.worker.handle_buffer_full(self)
         return True
 
     def _buffer_overflow(self) -> None:
@@ -287,7 +317,7 @@ class TcpConnection:
             self._ww = None
         if self._full:
             self._full = False
-            self.worker._buffer_drain(self)
+            self.worker.handle_buffer_drain(self)
         if self._status == STATUS_CLOSING:
             self.destroy(linger=True)
 
@@ -346,7 +376,7 @@ class TcpConnection:
                 self.sock.close()
             except OSError:
                 pass
-        self.worker._connection_closed(self)
+        self.worker.handle_closed(self)
 
     def _io_error(self, what: str, exc: OSError) -> None:
         if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED):

@@ -38,35 +38,35 @@ class LinkEvents:
         #: the send buffer went from full (max_send_buffer_size reached) to empty
         self.on_buffer_drain = on_buffer_drain
 
-    def _deliver(self, conn: Any, msgs: list) -> None:
+    def handle_messages(self, conn: Any, msgs: list) -> None:
         cb = self.on_message
         if cb is not None:
             cb(conn, msgs)
 
-    def _deliver_handshake(self, conn: Any, data: dict) -> None:
+    def handle_handshake(self, conn: Any, data: dict) -> None:
         pass
 
-    def _connection_closed(self, conn: Any) -> None:
+    def handle_closed(self, conn: Any) -> None:
         if self.on_close is not None:
             self.on_close(conn)
 
-    def _connected(self, conn: Any) -> None:
+    def handle_connected(self, conn: Any) -> None:
         if self.on_connect is not None:
             self.on_connect(conn)
 
-    def _hold_close(self, conn: Any, out: Any) -> bool:
+    def hold_close(self, conn: Any, out: Any) -> bool:
         return False
 
-    def _buffer_full(self, conn: Any) -> None:
+    def handle_buffer_full(self, conn: Any) -> None:
         pass
 
-    def _buffer_drain(self, conn: Any) -> None:
+    def handle_buffer_drain(self, conn: Any) -> None:
         if self.on_buffer_drain is not None:
             self.on_buffer_drain(conn)
 
 
 class AsyncTcpConnection(TcpConnection):
-    """Connect out to host:port; `events` receives messages as lists (like a Worker's _deliver)."""
+    """Connect out to host:port; `events` receives messages as lists (like a Worker's handle_messages)."""
 
     __slots__ = ("host", "port", "codec_class", "_reconnect_timer", "connect_error",
                  "failing_since")
@@ -127,7 +127,7 @@ class AsyncTcpConnection(TcpConnection):
         self.failing_since = 0.0
         self._rw = None
         self.start_reading()
-        self.worker._connected(self)
+        self.worker.handle_connected(self)
         if self._out is not None and self._status == STATUS_ESTABLISHED:
             self._flush()
 
@@ -135,7 +135,7 @@ class AsyncTcpConnection(TcpConnection):
         self.connect_error = reason
         if not self.failing_since:
             self.failing_since = time.monotonic()
-        self.worker._connection_closed(self)
+        self.worker.handle_closed(self)
 
     def destroy(self, linger: bool = False) -> None:
         if self._status == STATUS_CONNECTING:

@@ -59,6 +59,8 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
     _all: List["Worker"] = []
     #: the Worker this child process runs (None in the master)
     current: Optional["Worker"] = None
+    #: sends dropped because a send buffer was full (ConnectionOwner; set per process)
+    send_fail = 0
     #: graceful stop order: the master stops client-facing processes (0) first, then
     #: BusinessWorkers (1), then the Register (2), each group once the previous one has exited
     stop_order = 0
@@ -344,18 +346,18 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         if self.on_connect is not None:
             self._run_job(conn, self._call_user, (self.on_connect, conn))
 
-    def _deliver(self, conn: TcpConnection, msgs: list) -> None:
+    def handle_messages(self, conn: TcpConnection, msgs: list) -> None:
         self.total_request += len(msgs)
         cb = conn.on_message or self.on_message
         if cb is None:
             return
         self._run_job(conn, self._call_each, (cb, conn, msgs))
 
-    def _deliver_handshake(self, conn: TcpConnection, data: dict) -> None:
+    def handle_handshake(self, conn: TcpConnection, data: dict) -> None:
         if self.on_websocket_connect is not None:
             self._run_job(conn, self._call_user, (self.on_websocket_connect, conn, data))
 
-    def _connection_closed(self, conn: TcpConnection) -> None:
+    def handle_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
         cb = conn.on_close or self.on_close
         if cb is not None:
@@ -363,18 +365,18 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         if self._graceful and not self.connections:
             self._stop_event.set()
 
-    def _hold_close(self, conn: TcpConnection, out: Any) -> bool:
+    def hold_close(self, conn: TcpConnection, out: Any) -> bool:
         """The protocol wants to close `conn` after writing `out` (a close frame). A plain
         Worker has already queued every answer to the messages before it, so it lets the
         connection go on; the Gateway takes over to wait for its workers' answers."""
         return False
 
-    def _buffer_full(self, conn: TcpConnection) -> None:
+    def handle_buffer_full(self, conn: TcpConnection) -> None:
         cb = conn.on_buffer_full or self.on_buffer_full
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
 
-    def _buffer_drain(self, conn: TcpConnection) -> None:
+    def handle_buffer_drain(self, conn: TcpConnection) -> None:
         cb = conn.on_buffer_drain or self.on_buffer_drain
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
