@@ -104,7 +104,7 @@ class Arbiter:
             os.close(ready)
         for index, w in enumerate(self.workers):
             for wid in range(w.count):
-                self.spawn((index, wid))
+                self.spawn((index, wid), reason="start")
         log.info("gwgevent started: %d worker(s), %d process(es)", len(self.workers),
                  len(self.children))
         try:
@@ -259,9 +259,11 @@ class Arbiter:
             self.reloading.on_ready(self, pid)
 
     # ------------------------------------------------------------ children
-    def spawn(self, slot: Slot, serving: bool = True, replacing: bool = False) -> int:
+    def spawn(self, slot: Slot, serving: bool = True, replacing: bool = False,
+              reason: str = "respawn") -> int:
         """Fork the process of `slot`. A reload's replacement is not `serving` until it is
-        promoted, and is `replacing` a live process (it gets the next generation)."""
+        promoted, and is `replacing` a live process (it gets the next generation). `reason`
+        (start / respawn / reload) is what the child's metrics count its start as."""
         index, wid = slot
         worker = self.workers[index]
         if replacing:
@@ -292,6 +294,7 @@ class Arbiter:
                     if other is not worker:
                         other.unlisten()
                 worker.generation = generation
+                worker._start_reason = reason
                 child_mod.run_child(worker, wid)
             finally:
                 os._exit(1)

@@ -26,8 +26,8 @@ Metrics (label `worker` = the Worker's name):
 - `gwgevent_worker_links` (gauge): BusinessWorker links of a Gateway / gateway links of a
   BusinessWorker
 - `gwgevent_handler_seconds` (histogram): time in on_message/on_connect/... callbacks
-- `gwgevent_process_starts_total`: processes started; beyond `count` they are respawns and
-  reloads (each reload restarts a process)
+- `gwgevent_process_starts_total` (label `reason` = start / respawn / reload): processes
+  started; respawns (after a crash or a kill) and reload replacements apart
 """
 from __future__ import annotations
 
@@ -118,7 +118,9 @@ class _Metrics:
         self.bytes_out = Counter("gwgevent_bytes_sent", "bytes written to clients", ["worker"])
         self.drops = Counter("gwgevent_send_buffer_drops",
                              "sends dropped on a full send buffer", ["worker"])
-        self.starts = Counter("gwgevent_process_starts", "processes started", ["worker"])
+        self.starts = Counter("gwgevent_process_starts", "processes started, by reason: "
+                              "start, respawn (after a crash or kill), reload",
+                              ["worker", "reason"])
         self.sends = Counter("gwgevent_send_commands", "send commands executed by a gateway",
                              ["worker", "kind"])
         self.latency = Histogram("gwgevent_handler_seconds", "time in event callbacks",
@@ -181,7 +183,7 @@ def child_started(worker: Any) -> None:
         return
     from ..runtime.timer import Timer
     m = _Metrics()
-    m.starts.labels(worker.name).inc()
+    m.starts.labels(worker.name, getattr(worker, "_start_reason", "start")).inc()
     sampler = _Sampler(worker, m)
     closed = worker.handle_closed
 

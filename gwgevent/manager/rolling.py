@@ -104,7 +104,8 @@ class RollingReload:
 
     def _start_replacement(self, arbiter: Any, step: _Step) -> None:
         worker = arbiter.workers[step.slot[0]]
-        step.new = arbiter.spawn(step.slot, serving=False, replacing=step.old is not None)
+        step.new = arbiter.spawn(step.slot, serving=False, replacing=step.old is not None,
+                                  reason="reload")
         step.phase = STARTING
         step.deadline = time.monotonic() + float(worker.ready_timeout)
 
