@@ -134,10 +134,12 @@ class ApiBase:
             if decoded is None:
                 return False
             address, connection_id = decoded
-        if cmd == gp.CMD_SEND_TO_ONE or cmd == gp.CMD_KICK:
+        if raw:
+            flag = gp.FLAG_NOT_CALL_ENCODE
+        elif message.__class__ is str or (cmd != gp.CMD_SEND_TO_ONE and cmd != gp.CMD_KICK):
+            flag = 0      # text, or no message for a client (session writes and the like)
+        else:
             flag = send_flag(message, raw)
-        else:   # session writes and the like: no message for a client
-            flag = gp.FLAG_NOT_CALL_ENCODE if raw else 0
         if ext_data == "" and message.__class__ is str:
             # the hot shape (a text message to one client): straight to the header packer
             body = message.encode()

@@ -405,8 +405,12 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
     def _handle_inner(self, link: TcpConnection, state: "_Link", packets: list) -> None:
         handle = self.core.handle
         reply = link.write
+        authorized = state.authorized
         for pkt in packets:
             cmd = pkt.cmd
+            if cmd < CMD_WORKER_CONNECT and authorized:
+                handle(pkt, reply)    # GatewayWorker's commands (1-28): never close the link
+                continue
             if cmd == CMD_WORKER_CONNECT:
                 self._worker_connect(link, state, pkt)
             elif cmd == CMD_GATEWAY_CLIENT_CONNECT:
@@ -430,6 +434,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
                 handle(pkt, reply)
             if not link.is_open:
                 return
+            authorized = state.authorized
 
     def _auth_body(self, link: TcpConnection, pkt: Any) -> Optional[dict]:
         data = json_decode(pkt.body)

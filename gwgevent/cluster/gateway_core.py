@@ -280,8 +280,14 @@ class GatewayCore(GatewayQueries):
     def _send_to_one(self, pkt, reply):
         conn = self.connections.get(pkt.connection_id)
         if conn is not None:
-            body, raw, binary = self._body(pkt)
-            self.send_one(conn, body, raw, binary)
+            flag = pkt.flag
+            if flag & FLAG_BODY_IS_SCALAR:      # the hot shape: a message for one client
+                if flag & FLAG_BINARY and not flag & FLAG_NOT_CALL_ENCODE:
+                    conn.send_binary(pkt.body)
+                else:
+                    conn.send(pkt.body, flag & FLAG_NOT_CALL_ENCODE)
+            else:
+                conn.send(pkt.body_value(), flag & FLAG_NOT_CALL_ENCODE)
 
     def _send_to_all(self, pkt, reply):
         body, raw, binary = self._body(pkt)

@@ -15,6 +15,7 @@ __all__ = ["WorkerTransport"]
 
 log = get_logger("business_worker")
 
+_SMALLEST_LIMIT = 10485760
 #: a handler waiting this long for a gateway to read is worth a log line
 BACKPRESSURE_LOG_AFTER = 5.0
 
@@ -45,8 +46,10 @@ class WorkerTransport(PushTransport):
         link = bw.gateway_links.get(address)
         if link is None or link.status != STATUS_ESTABLISHED:
             return False
-        limit = bw.gateway_packet_limit.get(address)
-        if limit and len(packet) > limit:
+        # every gateway accepts at least 10 MB: only a larger command needs its limit looked up
+        if len(packet) > _SMALLEST_LIMIT and len(packet) > bw.gateway_packet_limit.get(
+                address, len(packet)):
+            limit = bw.gateway_packet_limit[address]
             log_once(log, "gw-too-big-" + address, "worker %s #%d: a command of %d bytes is "
                      "larger than gateway %s accepts (%d bytes, its max_package_size plus "
                      "headers); not sent", bw.name, bw.id, len(packet), address, limit,

@@ -104,8 +104,8 @@ class TcpConnection:
 
     __slots__ = (
         "id", "worker", "sock", "codec", "remote_ip", "remote_port", "_rw", "_ww", "_out",
-        "_out_size", "_status", "bytes_read", "bytes_written", "max_send_buffer_size",
-        "max_package_size", "_busy", "_backlog", "_paused", "_full", "websocket_type",
+        "send_buffer_size", "_status", "bytes_read", "bytes_written", "max_send_buffer_size",
+        "max_package_size", "_busy", "_backlog", "_paused", "buffer_full", "websocket_type",
         "on_message", "on_close", "on_buffer_full", "on_buffer_drain", "on_error", "context",
         "__weakref__",
     )
@@ -124,7 +124,7 @@ class TcpConnection:
         self._rw = None
         self._ww = None
         self._out = None
-        self._out_size = 0
+        self.send_buffer_size = 0
         self._status = STATUS_ESTABLISHED
         self.bytes_read = 0
         self.bytes_written = 0
@@ -133,7 +133,7 @@ class TcpConnection:
         self._busy = False
         self._backlog = None
         self._paused = False
-        self._full = False
+        self.buffer_full = False
         self.websocket_type = b"\x81"
         self.on_message = None
         self.on_close = None
@@ -255,23 +255,23 @@ class TcpConnection:
         """Queue bytes that are already framed (no codec). `force` ignores the send-buffer
         limit: protocol control data, and owners that apply back-pressure themselves. False
         (counted in send_fail, on_error told) when the buffer is full."""
-        size = self._out_size
+        size = self.send_buffer_size
         if size >= self.max_send_buffer_size and not force:
             self._buffer_overflow()
             return False
         out = self._out
         if out is None:
             self._out = [data]
-            self._out_size = len(data)
+            self.send_buffer_size = len(data)
             if self._ww is None:
                 _pending.append(self)
                 if not _flush_scheduled:
                     _schedule_flush()
         else:
             out.append(data)
-            self._out_size = size + len(data)
-        if self._out_size >= self.max_send_buffer_size and not self._full:
-            self._full = True
+            self.send_buffer_size = size + len(data)
+        if self.send_buffer_size >= self.max_send_buffer_size and not self.buffer_full:
+            self.buffer_full = True
             self.worker.handle_buffer_full(self)
         return True
 
@@ -302,7 +302,7 @@ class TcpConnection:
             return
         rest = data[sent:]
         self._out = [rest]
-        self._out_size = len(rest)
+        self.send_buffer_size = len(rest)
         if self._ww is None:
             self._ww = get_hub().loop.io(self.sock.fileno(), _EV_WRITE)
             self._ww.start(self._flush)
@@ -311,19 +311,15 @@ class TcpConnection:
         """Everything queued is written: stop watching for writability, tell on_buffer_drain,
         and finish a close that was waiting for the buffer."""
         self._out = None
-        self._out_size = 0
+        self.send_buffer_size = 0
         if self._ww is not None:
             self._ww.stop()
             self._ww = None
-        if self._full:
-            self._full = False
+        if self.buffer_full:
+            self.buffer_full = False
             self.worker.handle_buffer_drain(self)
         if self._status == STATUS_CLOSING:
             self.destroy(linger=True)
-
-    @property
-    def send_buffer_size(self) -> int:
-        return self._out_size
 
     # ---------------------------------------------------------------- closing
     def close(self, data: Any = None, raw: bool = False) -> None:
@@ -368,7 +364,7 @@ class TcpConnection:
             self._ww.close()
             self._ww = None
         self._out = None
-        self._out_size = 0
+        self.send_buffer_size = 0
         if linger:
             linger_close(self.sock)
         else:
@@ -398,11 +394,6 @@ class TcpConnection:
     def paused(self) -> bool:
         """Reading is paused (pause_recv)."""
         return self._paused
-
-    @property
-    def buffer_full(self) -> bool:
-        """The send buffer reached max_send_buffer_size and has not drained since."""
-        return self._full
 
     @property
     def remote_address(self) -> str:
@@ -440,9 +431,9 @@ class TcpConnection:
             fd = self.sock.fileno()
             recvq = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
             sendq = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-            return recvq, sendq + self._out_size
+            return recvq, sendq + self.send_buffer_size
         except OSError:
-            return 0, self._out_size
+            return 0, self.send_buffer_size
 
     def __repr__(self) -> str:
         return "<%s id=%s %s:%s %s>" % (type(self).__name__, self.id, self.remote_ip,

@@ -119,7 +119,7 @@ class AsyncTcpConnection(TcpConnection):
             self.sock.close()
             self._status = STATUS_CLOSED
             self._out = None
-            self._out_size = 0
+            self.send_buffer_size = 0
             self._connect_failed(_strerror(err))
             return
         self._status = STATUS_ESTABLISHED
@@ -157,7 +157,7 @@ class AsyncTcpConnection(TcpConnection):
     def _reconnect_now(self) -> None:
         self._reconnect_timer = None
         self._out = None
-        self._out_size = 0
+        self.send_buffer_size = 0
         self._status = STATUS_CLOSED
         self.connect()
 
@@ -179,10 +179,10 @@ class AsyncTcpConnection(TcpConnection):
             # queue until connected; the connect watcher occupies _ww so no flush is scheduled
             if self._out is None:
                 self._out = [data]
-                self._out_size = len(data)
+                self.send_buffer_size = len(data)
             else:
                 self._out.append(data)
-                self._out_size += len(data)
+                self.send_buffer_size += len(data)
             return True
         return super().write(data, force)
 

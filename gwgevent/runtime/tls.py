@@ -64,7 +64,7 @@ class _TlsLayer(TcpConnection):
         if pending:
             if self._out is None:
                 self._out = []
-                self._out_size = 0
+                self.send_buffer_size = 0
                 from . import connection as c
                 c._pending.append(self)
                 if not c._flush_scheduled:
@@ -100,7 +100,7 @@ class _TlsLayer(TcpConnection):
             self._drained()
             return
         self._out = out
-        self._out_size = len(self._cipher)
+        self.send_buffer_size = len(self._cipher)
         if self._ww is None and self._cipher:
             self._ww = get_hub().loop.io(self.sock.fileno(), 2)
             self._ww.start(self._flush)
