@@ -11,6 +11,7 @@ these over `GatewayWorker\\Gateway` and `GatewayWorker\\Lib\\Gateway`; PHP users
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -23,6 +24,7 @@ from .codec.gateway_protocol import (CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE, C
                                      encode as encode_packet, hello_packet, parse_hello)
 from ._version import VERSION
 from .codec.phpjson import json_decode
+from .badinput import LimitedLogger, peer_log
 from .connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
 from .links import LINK_HEADROOM, GatewayLinkCodec
@@ -190,7 +192,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self._hub = get_hub()
         self._started_at = time.monotonic()
         self.lan_port = int(self.start_port) + self.id
-        self.core = GatewayCore(self.lan_ip, self.lan_port, self.port, log=log)
+        self.core = GatewayCore(self.lan_ip, self.lan_port, self.port,
+                                log=LimitedLogger(log, "%s inner commands" % self.name))
         self.connections = self.core.connections     # one table, not two
         self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
         self.inner._hub = self._hub
@@ -515,9 +518,9 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             elif cmd == CMD_GATEWAY_CLIENT_CONNECT:
                 self._push_client_connect(link, state, pkt)
             elif not state.authorized:
-                log.warning("gateway %s:%d: %s sent command %d without authenticating "
-                            "(secret_key set); closing", self.lan_ip, self.lan_port,
-                            link.remote_address, cmd)
+                peer_log(log, link, "gateway %s:%d: %s sent command %d without "
+                         "authenticating (secret_key set); closing", self.lan_ip,
+                         self.lan_port, link.remote_address, cmd, level=logging.WARNING)
                 link.destroy()
                 return
             elif cmd == CMD_PING:
@@ -534,13 +537,14 @@ class Gateway(Worker, metaclass=_GatewayMeta):
     def _auth_body(self, link: TcpConnection, pkt: Any) -> Optional[dict]:
         data = json_decode(pkt.body)
         if not isinstance(data, dict):
-            log.warning("gateway %s:%d: %s sent a bad authentication body %r; closing",
-                        self.lan_ip, self.lan_port, link.remote_address, pkt.body[:100])
+            peer_log(log, link, "gateway %s:%d: %s sent a bad authentication body %r; "
+                     "closing", self.lan_ip, self.lan_port, link.remote_address,
+                     pkt.body[:100], level=logging.WARNING)
             link.destroy()
             return None
         if self.secret_key and data.get("secret_key") != self.secret_key:
-            log.warning("gateway %s:%d: %s sent a wrong secret_key; closing", self.lan_ip,
-                        self.lan_port, link.remote_address)
+            peer_log(log, link, "gateway %s:%d: %s sent a wrong secret_key; closing",
+                     self.lan_ip, self.lan_port, link.remote_address, level=logging.WARNING)
             link.destroy()
             return None
         return data
@@ -600,8 +604,8 @@ class Gateway(Worker, metaclass=_GatewayMeta):
             data = None   # PHP: a falsy string disables ping data
         for conn in list(self.core.connections.values()):
             if limit > 0 and conn.ping_count >= 2 * limit:
-                log.info("gateway: client %s from %s sent nothing for too long; closing it",
-                         conn.id, conn.remote_address)
+                peer_log(log, conn, "gateway: client %s from %s sent nothing for too long; "
+                         "closing it", conn.id, conn.remote_address)
                 conn.destroy()
                 continue
             conn.ping_count += 1

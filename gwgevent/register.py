@@ -6,8 +6,10 @@ detection is purely TCP: a gateway whose connection closes is dropped from the l
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional
 
+from .badinput import peer_log
 from .codec import register_lines
 from .connection import TcpConnection
 from .log import get_logger
@@ -64,8 +66,8 @@ class Register(Worker):
         peer.timer = timer
 
     def _auth_timeout(self, conn: TcpConnection) -> None:
-        log.info("register: %s sent nothing within %.0f s; closing", conn.remote_address,
-                 AUTH_TIMEOUT)
+        peer_log(log, conn, "register: %s sent nothing within %.0f s; closing",
+                 conn.remote_address, AUTH_TIMEOUT)
         conn.close()
 
     def _deliver(self, conn: TcpConnection, msgs: list) -> None:
@@ -83,7 +85,8 @@ class Register(Worker):
         try:
             msg = register_lines.parse_line(line)
         except ValueError as exc:
-            log.warning("register: bad request from %s (%s); closing", conn.remote_address, exc)
+            peer_log(log, conn, "register: bad request from %s (%s); closing",
+                     conn.remote_address, exc, level=logging.WARNING)
             conn.close(("Bad request for Register service. Request info(IP:%s, Request Buffer:%s)."
                         " See http://doc2.workerman.net/register-auth-timeout.html"
                         % (conn.remote_ip, line.decode("utf-8", "replace"))).encode())
@@ -92,20 +95,21 @@ class Register(Worker):
         if event == "ping":
             return
         if event not in ("gateway_connect", "worker_connect"):
-            log.warning("register: unknown event %r from %s; closing", event, conn.remote_address)
+            peer_log(log, conn, "register: unknown event %r from %s; closing", event,
+                     conn.remote_address, level=logging.WARNING)
             conn.close()
             return
         key = msg.get("secret_key", "")
         if self.secret_key and key != self.secret_key:
-            log.warning("register: %s from %s has a wrong secret_key; closing", event,
-                        conn.remote_address)
+            peer_log(log, conn, "register: %s from %s has a wrong secret_key; closing", event,
+                     conn.remote_address, level=logging.WARNING)
             conn.close()
             return
         if event == "gateway_connect":
             address = msg.get("address")
             if not address or not isinstance(address, str):
-                log.warning("register: gateway_connect from %s has no address; closing",
-                            conn.remote_address)
+                peer_log(log, conn, "register: gateway_connect from %s has no address; "
+                         "closing", conn.remote_address, level=logging.WARNING)
                 conn.close()
                 return
             peer.kind = "gateway"

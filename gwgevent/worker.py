@@ -19,6 +19,7 @@ import _socket
 from greenlet import getcurrent, greenlet
 
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
+from .badinput import peer_log
 from .log import get_logger
 from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
@@ -313,9 +314,9 @@ class Worker:
                 del pending[cid]
             elif now >= deadline:
                 del pending[cid]
-                log.info("%s: closing connection %s from %s:%s: handshake not completed "
-                         "within %s s", self.name, conn.id, conn.remote_ip, conn.remote_port,
-                         self.handshake_timeout)
+                peer_log(log, conn, "%s: closing connection %s from %s:%s: handshake not "
+                         "completed within %s s", self.name, conn.id, conn.remote_ip,
+                         conn.remote_port, self.handshake_timeout)
                 conn.destroy()
         if not pending:
             self._handshake_sweeper.stop()
