@@ -27,7 +27,8 @@ from .codec.phpjson import json_decode
 from .badinput import LimitedLogger, peer_log
 from .connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
-from .links import LINK_HEADROOM, GatewayLinkCodec
+from .inner_guard import InnerGuard, InnerLinkCodec
+from .links import LINK_HEADROOM
 from .log import get_logger, log_once
 from .protocols import get_codec_class
 from .timer import Timer
@@ -92,18 +93,27 @@ class _InnerServer(Worker):
         self.max_package_size = max(int(gateway.max_package_size),
                                     TcpConnection.default_max_package_size) + LINK_HEADROOM
         self.app_dir = gateway.app_dir
+        # limits for a port anyone on the LAN can open (inner_guard.py)
+        self.guard = InnerGuard(gateway.inner_max_buffered)
+        self.gate_first_packet = bool(gateway.secret_key)
 
     def _resolve_codec(self) -> Any:
-        return GatewayLinkCodec
+        return InnerLinkCodec
 
     def _on_open(self, conn: TcpConnection) -> None:
         conn.context = _Link(authorized=not self.gateway.secret_key)
+        if len(self.connections) > self.gateway.inner_max_connections:
+            peer_log(log, conn, "gateway %s: inner port has %d connections "
+                     "(inner_max_connections); refusing %s", self.name,
+                     len(self.connections) - 1, conn.remote_address, level=logging.WARNING)
+            conn.destroy()
 
     def _deliver(self, conn: TcpConnection, packets: list) -> None:
         self.gateway._on_inner_packets(conn, packets)
 
     def _connection_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
+        conn.codec.release()
         self.gateway._on_inner_close(conn)
 
     def _buffer_drain(self, conn: TcpConnection) -> None:
@@ -166,6 +176,10 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self.hold_timeout = 3.0
         self.hold_max_per_client = 64
         self.hold_max_total = 20000
+        #: inner port limits (inner_guard.py): connections at once, and bytes held in
+        #: incomplete packets across all of them
+        self.inner_max_connections = 4096
+        self.inner_max_buffered = 256 * 1048576
         super().__init__(address, **options)
         self.reloadable = False
         # child state

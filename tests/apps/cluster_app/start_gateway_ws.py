@@ -15,6 +15,8 @@ gateway.start_port = _env.num("WS_START_PORT")
 gateway.register_address = _env.REGISTER
 gateway.secret_key = _env.SECRET
 gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
+gateway.inner_max_connections = _env.num("INNER_MAX_CONNECTIONS", gateway.inner_max_connections)
+gateway.inner_max_buffered = _env.num("INNER_MAX_BUFFERED", gateway.inner_max_buffered)
 
 if __name__ == "__main__":
     run_all()
