@@ -36,6 +36,7 @@ from .connection import STATUS_ESTABLISHED, flush_pending
 from .context import Context, bind, unbind
 from .links import LINK_HEADROOM, GatewayLinkCodec
 from .log import get_logger, log_once
+from .security import check_secret_key
 from .protocols import get_codec_class
 from .push_client import PushTransport
 from .timer import Timer
@@ -161,6 +162,7 @@ class BusinessWorker(Worker):
             self.send_to_gateway_buffer_size = 50 * 1048576   # as GatewayWorker does
         self._hub = get_hub()
         Timer.runner = self._run_job
+        check_secret_key("worker", self)
         self._transport = WorkerTransport(self)
         _api.install_transport(self._transport)
         self._handler = self._load_handler()

@@ -31,6 +31,7 @@ from .inner_guard import InnerGuard, InnerLinkCodec
 from .links import LINK_HEADROOM
 from .log import get_logger, log_once
 from .protocols import get_codec_class
+from .security import check_secret_key
 from .timer import Timer
 from .worker import Worker
 
@@ -214,6 +215,7 @@ class Gateway(Worker, metaclass=_GatewayMeta):
         self._hello = hello_packet(VERSION, FEATURES, self.inner.max_package_size)
         self.inner._start_accepting()
         self._connect_registers()
+        check_secret_key("gateway", self)
         if float(self.ping_interval or 0) > 0:
             period = float(self.ping_interval)
             if int(self.ping_not_response_limit or 0) > 0:

@@ -13,6 +13,7 @@ from .badinput import peer_log
 from .codec import register_lines
 from .connection import TcpConnection
 from .log import get_logger
+from .security import check_secret_key
 from .worker import Worker
 
 __all__ = ["Register"]
@@ -54,6 +55,7 @@ class Register(Worker):
     def _start_serving(self) -> None:
         if self.count != 1:
             log.warning("Register count must be 1; running one process")
+        check_secret_key("register", self)
         super()._start_serving()
 
     # ------------------------------------------------------------ connections

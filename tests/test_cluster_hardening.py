@@ -19,6 +19,12 @@ def cluster():
     yield from running_cluster(ws_count=1, worker_count=1)
 
 
+def test_loopback_cluster_without_a_key_does_not_warn(cluster):
+    """Everything on 127.0.0.1: nobody else can reach the ports, so no secret_key warning
+    (the namespace cluster, with real lan_ips, checks that it does warn)."""
+    assert "no secret_key is set" not in cluster.log_text()
+
+
 def _register_pid(cluster) -> int:
     return role_pid(cluster, "Register")
 
