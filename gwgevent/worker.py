@@ -21,6 +21,7 @@ from greenlet import getcurrent, greenlet
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
 from .badinput import peer_log
 from .log import get_logger
+from .slow_clients import SlowClientWatch, apply_sndbuf
 from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
 from .timer import Timer
 
@@ -83,6 +84,11 @@ class Worker:
         #: seconds a client may take to complete its opening handshake (websocket upgrade,
         #: TLS included) before it is dropped; 0/None disables the check
         self.handshake_timeout: Optional[float] = 10.0
+        #: SO_SNDBUF of accepted client sockets (0 = kernel default) and how long a client's
+        #: send buffer may stay full before it is closed (0 = never); see slow_clients.py
+        self.client_sndbuf = 0
+        self.send_timeout = 0.0
+        self._slow: Optional[SlowClientWatch] = None
         self.on_worker_start: Optional[Callable] = None
         self.on_worker_stop: Optional[Callable] = None
         self.on_worker_reload: Optional[Callable] = None
@@ -271,6 +277,7 @@ class Worker:
         ip = sys.intern(addr[0]) if isinstance(addr, tuple) else "unix"
         port = addr[1] if isinstance(addr, tuple) else 0
         cls = self._connection_class()
+        apply_sndbuf(self, sock)
         if self._ssl is not None:
             from .tls import tls_connection_class
             conn = tls_connection_class(cls)(self, sock, ip, port, self._next_connection_id())
@@ -357,8 +364,14 @@ class Worker:
         cb = conn.on_buffer_full or self.on_buffer_full
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
+        if self.send_timeout:
+            if self._slow is None:
+                self._slow = SlowClientWatch(self)
+            self._slow.full(conn)
 
     def _buffer_drain(self, conn: TcpConnection) -> None:
+        if self._slow is not None:
+            self._slow.drained(conn)
         cb = conn.on_buffer_drain or self.on_buffer_drain
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
