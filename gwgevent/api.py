@@ -40,6 +40,8 @@ __all__ = [
     "array_replace_recursive", "php_empty",
 ]
 
+from .delivery import SendIncomplete, check_delivered  # noqa: E402
+
 log = logging.getLogger("gwgevent.api")
 
 
@@ -423,21 +425,28 @@ class GatewayApi:
                 return None
             skip = set(exclude) if not php_empty(exclude) else set()
             ids = [c for c in _values(client_ids) if c not in skip]
+            failed = []
             for address, connections in self._client_ids_by_address(ids).items():
                 ext = _json({"connections": connections})
-                self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
-                                                        ext_data=ext))
+                if self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message,
+                                                           flag=flag, ext_data=ext)) is False:
+                    failed.append(address)
+            check_delivered(self, failed, "send_to_all")
             return None
         if client_ids is not None and isinstance(client_ids, (list, tuple, set, frozenset, dict)):
             return None  # empty array: nobody
         if php_empty(exclude):
-            self.transport.send_all(self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag))
+            check_delivered(self, self.transport.send_all(
+                self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag)), "send_to_all")
             return None
         by_address = self._client_ids_by_address(exclude)
+        failed = []
         for address in self.transport.addresses():
             ext = _json({"exclude": by_address[address]}) if address in by_address else b""
-            self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
-                                                    ext_data=ext))
+            if self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
+                                                       ext_data=ext)) is False:
+                failed.append(address)
+        check_delivered(self, failed, "send_to_all")
         return None
 
     def send_to_client(self, client_id: Any, message: Any, raw: bool = False) -> bool:
@@ -450,7 +459,8 @@ class GatewayApi:
     def send_to_uid(self, uid: Any, message: Any, raw: bool = False) -> None:
         flag = _send_flag(message, raw)
         ext = _json(_as_list(uid))
-        self.transport.send_all(self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext))
+        check_delivered(self, self.transport.send_all(
+            self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext)), "send_to_uid")
         return None
 
     def send_to_group(self, group: Any, message: Any, exclude: Any = None, raw: bool = False):
@@ -461,17 +471,21 @@ class GatewayApi:
         groups = _as_list(group)
         default_ext = _json({"group": groups, "exclude": None})
         if php_empty(exclude):
-            self.transport.send_all(self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag,
-                                               ext_data=default_ext))
+            check_delivered(self, self.transport.send_all(
+                self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag, ext_data=default_ext)),
+                "send_to_group")
             return None
         exclude = list(_values(exclude)) if isinstance(exclude, (list, tuple, set, frozenset, dict)) \
             else [exclude]
         by_address = self._client_ids_by_address(exclude)
+        failed = []
         for address in self.transport.addresses():
             ext = _json({"group": groups, "exclude": by_address[address]}) \
                 if address in by_address else default_ext
-            self.transport.send(address, self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag,
-                                                    ext_data=ext))
+            if self.transport.send(address, self._pack(gp.CMD_SEND_TO_GROUP, message,
+                                                       flag=flag, ext_data=ext)) is False:
+                failed.append(address)
+        check_delivered(self, failed, "send_to_group")
         return None
 
     # --- kick / destroy ---------------------------------------------------------------------
@@ -735,7 +749,8 @@ class GatewayApi:
         """Dissolve a group on every gateway (False for an empty group id)."""
         if not self._valid_group(group):
             return False
-        self.transport.send_all(self._pack(gp.CMD_UNGROUP, b"", ext_data=group))
+        check_delivered(self, self.transport.send_all(
+            self._pack(gp.CMD_UNGROUP, b"", ext_data=group)), "ungroup")
         return None
 
     # --- sessions -------------------------------------------------------------------------------

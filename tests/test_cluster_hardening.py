@@ -98,3 +98,38 @@ def test_flood_of_bad_packets_writes_few_log_lines(cluster):
     assert "Traceback" not in cluster.log_text()
     cluster.wait_registered()
     cluster.round_trip()
+
+
+def test_send_to_all_reports_a_gateway_that_is_down(cluster):
+    """The register lists a gateway nobody listens on: the broadcast reaches the live
+    gateways and GatewayClient raises SendIncomplete naming the dead one (before: None, as
+    if everyone got it)."""
+    from gwgevent.push_client import GatewayClient, SendIncomplete
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % probe.getsockname()[1]
+    probe.close()                                   # nothing listens there now
+    reg = socket.create_connection(("127.0.0.1", cluster.register_port), timeout=5)
+    try:
+        reg.sendall(('{"event":"gateway_connect", "address":"%s", "secret_key":""}\n'
+                     % dead).encode())
+        cluster.wait_registered(len(cluster.inner_addresses) + 1)
+        c = cluster.ws()
+        gw = GatewayClient(cluster.register_address, connect_timeout=1.0)
+        try:
+            for call in (lambda: gw.send_to_all("to-all"), lambda: gw.send_to_uid("u", "x"),
+                         lambda: gw.send_to_group("g", "x"), lambda: gw.ungroup("g"),
+                         lambda: gw.send_to_all("to-some", None, [c.client_id])):
+                with pytest.raises(SendIncomplete) as err:
+                    call()
+                assert err.value.failed == [dead], err.value
+                assert dead in str(err.value)
+            c.expect("to-all")
+        finally:
+            gw.close()
+        cluster.close_clients([c])
+    finally:
+        reg.close()
+    cluster.wait_registered()
+    # all gateways up: nothing raised
+    assert cluster.gateway_client().send_to_all("fine") is None
