@@ -28,6 +28,7 @@ from .badinput import LimitedLogger, peer_log
 from .connection import STATUS_ESTABLISHED, TcpConnection
 from .gateway_core import GatewayCore
 from .inner_guard import InnerGuard, InnerLinkCodec
+from .keepalive import tune_link
 from .links import LINK_HEADROOM
 from .log import get_logger, log_once
 from .protocols import get_codec_class
@@ -103,6 +104,7 @@ class _InnerServer(Worker):
 
     def _on_open(self, conn: TcpConnection) -> None:
         conn.context = _Link(authorized=not self.gateway.secret_key)
+        tune_link(conn.sock)
         if len(self.connections) > self.gateway.inner_max_connections:
             peer_log(log, conn, "gateway %s: inner port has %d connections "
                      "(inner_max_connections); refusing %s", self.name,

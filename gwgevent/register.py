@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 from .badinput import peer_log
 from .codec import register_lines
 from .connection import TcpConnection
+from .keepalive import tune_link
 from .log import get_logger
 from .security import check_secret_key
 from .worker import Worker
@@ -61,6 +62,7 @@ class Register(Worker):
     # ------------------------------------------------------------ connections
     def _on_open(self, conn: TcpConnection) -> None:
         conn.codec.raw_text = True
+        tune_link(conn.sock)
         peer = _Peer()
         conn.context = peer
         timer = self._hub.loop.timer(AUTH_TIMEOUT, 0.0)
