@@ -84,6 +84,7 @@ class _Paused:
 
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
+    fd_reserve = False      # its links are what the client ports' reserve is kept for
 
     def __init__(self, gateway: "Gateway", host: str, port: int) -> None:
         super().__init__("tcp://%s:%d" % (host, port), name=gateway.name + " inner",

@@ -39,6 +39,7 @@ class Register(Worker):
     """`Register('text://0.0.0.0:1236')`; one process, not reloadable, never public."""
 
     _ALIASES = dict(Worker._ALIASES, secretKey="secret_key")
+    fd_reserve = False      # links to it are what the client ports' reserve is kept for
 
     def __init__(self, address: str = "text://127.0.0.1:1236", **options: Any) -> None:
         scheme, _, rest = address.partition("://")

@@ -20,6 +20,7 @@ from greenlet import getcurrent, greenlet
 
 from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
 from .badinput import peer_log
+from .fdreserve import FdReserve
 from .log import get_logger
 from .slow_clients import SlowClientWatch, apply_sndbuf
 from .protocols.websocket import HANDSHAKE as _WS_HANDSHAKE, WebSocketCodec
@@ -243,12 +244,25 @@ class Worker:
                     continue
                 log.warning("%s: accept failed on %s: %s", self.name, self.address, exc)
                 return
+            if self.fd_reserve and not self._fd_reserve_admits(fd):
+                os.close(fd)
+                return
             try:
                 sock = make_stream_socket(fd, listener.family, nodelay=False)
             except OSError:
                 os.close(fd)
                 continue
             self._accept_connection(sock, addr)
+
+    #: client ports keep a reserve of descriptors for the cluster's own links (fdreserve.py);
+    #: the ports those links arrive on (gateway inner port, register) use it
+    fd_reserve = True
+    _fd_guard: Optional[FdReserve] = None
+
+    def _fd_reserve_admits(self, fd: int) -> bool:
+        if self._fd_guard is None:
+            self._fd_guard = FdReserve(self)
+        return self._fd_guard.admit(fd)
 
     def _accept_pause(self, exc: OSError) -> None:
         """Out of file descriptors: stop accepting for a second instead of spinning."""
