@@ -17,6 +17,7 @@ gateway.secret_key = _env.SECRET
 gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
 gateway.inner_max_connections = _env.num("INNER_MAX_CONNECTIONS", gateway.inner_max_connections)
 gateway.inner_max_buffered = _env.num("INNER_MAX_BUFFERED", gateway.inner_max_buffered)
+gateway.reuse_port = bool(_env.num("WS_REUSE_PORT", 0))
 gateway.client_sndbuf = _env.num("CLIENT_SNDBUF", 0)
 gateway.send_timeout = _env.num("SEND_TIMEOUT", 0.0)
 gateway.send_to_client_buffer_size = _env.num("CLIENT_BUFFER", gateway.send_to_client_buffer_size)
