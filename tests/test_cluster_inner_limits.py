@@ -128,10 +128,10 @@ def test_without_a_key_inner_connections_and_held_bytes_are_capped(open_port):
     print("open inner port, 100 x (10 MB announced, 1 MB sent), caps 30 MB / 60 connections: "
           "gateway RSS %d -> peak %d kB; %d connections held: %s"
           % (base, peak, len(still_open), still_open))
-    # each held connection holds its 1 MB: together no more than the cap; the first come are
-    # held, and everything beyond the cap was refused
+    # each held connection holds its 1 MB: together no more than the cap, and the port kept
+    # taking connections up to it (which ones depends on the order the gateway reads them:
+    # libev hands one poll's ready sockets over in reverse order)
     assert 20 <= len(still_open) <= 30, still_open
-    assert still_open[:5] == [0, 1, 2, 3, 4]
     assert peak - base < 60 * 1024
     assert cluster.log_count("inner_max_buffered=") >= 1
     for s in socks:
