@@ -21,7 +21,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "base": set(),
     "codec": {"base"},
     "protocols": {"base"},
-    "runtime": {"base", "protocols"},
+    "runtime": {"base", "protocols", "codec"},   # codec: client_id in slow-client log lines
     "api": {"base", "codec"},
     "cluster": {"base", "codec", "protocols", "runtime", "api"},
     "manager": {"base", "runtime", "codec"},   # codec: metrics count sends by command

@@ -2,11 +2,13 @@
 GatewayApiError for all of them). Messages name the address involved."""
 from __future__ import annotations
 
+from typing import List
+
 from ..codec.client_id import InvalidClientId
 
 __all__ = ["GatewayApiError", "NoGatewayError", "InvalidClientId", "GatewayClientError",
            "RegisterUnavailable", "RegisterRejected", "GatewayUnavailable", "GatewayTimeout",
-           "NoGatewayAddress"]
+           "NoGatewayAddress", "SendIncomplete"]
 
 
 class GatewayApiError(Exception):
@@ -39,3 +41,13 @@ class GatewayTimeout(GatewayClientError, TimeoutError):
 
 class NoGatewayAddress(GatewayClientError, NoGatewayError):
     """The register answered with an empty gateway list."""
+
+
+class SendIncomplete(GatewayApiError):
+    """Some gateways did not take a broadcast. `failed`: their inner addresses; every other
+    gateway got it (it is not retried: a second call may deliver twice)."""
+
+    def __init__(self, what: str, failed: List[str]) -> None:
+        super().__init__("%s reached every gateway except %s" % (what, ", ".join(failed)))
+        self.what = what
+        self.failed = failed

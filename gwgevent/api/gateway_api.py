@@ -25,12 +25,13 @@ from ..codec.phpserialize import dumps
 from ..context import current as _current_context
 from .api_base import (ApiBase, GatewayApiError, InvalidClientId, NoGatewayError, Transport,
                        alias, log)
+from .delivery import SendIncomplete, check_delivered
 from .phpvalues import (array_replace_recursive, as_list, as_session, decode_reply,
                         is_php_array, json_bytes, php_empty, php_int, php_items, php_key,
                         php_values, send_flag)
 
 __all__ = ["GatewayApi", "API_METHODS", "Transport", "GatewayApiError", "NoGatewayError",
-           "InvalidClientId"]
+           "InvalidClientId", "SendIncomplete"]
 
 
 class GatewayApi(ApiBase):
@@ -52,21 +53,28 @@ class GatewayApi(ApiBase):
                 return None
             skip = set(exclude) if not php_empty(exclude) else set()
             ids = [c for c in php_values(client_ids) if c not in skip]
+            failed = []
             for address, connections in self._client_ids_by_address(ids).items():
                 ext = json_bytes({"connections": connections})
-                self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
-                                                        ext_data=ext))
+                if self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message,
+                                                           flag=flag, ext_data=ext)) is False:
+                    failed.append(address)
+            check_delivered(self, failed, "send_to_all")
             return None
         if client_ids is not None and isinstance(client_ids, (list, tuple, set, frozenset, dict)):
             return None  # empty array: nobody
         if php_empty(exclude):
-            self.transport.send_all(self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag))
+            check_delivered(self, self.transport.send_all(
+                self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag)), "send_to_all")
             return None
         by_address = self._client_ids_by_address(exclude)
+        failed = []
         for address in self.transport.addresses():
             ext = json_bytes({"exclude": by_address[address]}) if address in by_address else b""
-            self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
-                                                    ext_data=ext))
+            if self.transport.send(address, self._pack(gp.CMD_SEND_TO_ALL, message, flag=flag,
+                                                       ext_data=ext)) is False:
+                failed.append(address)
+        check_delivered(self, failed, "send_to_all")
         return None
 
     def send_to_client(self, client_id: Any, message: Any, raw: bool = False) -> bool:
@@ -83,7 +91,8 @@ class GatewayApi(ApiBase):
         ``Gateway::sendToUid``."""
         flag = send_flag(message, raw)
         ext = json_bytes(as_list(uid))
-        self.transport.send_all(self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext))
+        check_delivered(self, self.transport.send_all(
+            self._pack(gp.CMD_SEND_TO_UID, message, flag=flag, ext_data=ext)), "send_to_uid")
         return None
 
     def send_to_group(self, group: Any, message: Any, exclude: Any = None, raw: bool = False):
@@ -95,17 +104,21 @@ class GatewayApi(ApiBase):
         groups = as_list(group)
         default_ext = json_bytes({"group": groups, "exclude": None})
         if php_empty(exclude):
-            self.transport.send_all(self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag,
-                                               ext_data=default_ext))
+            check_delivered(self, self.transport.send_all(
+                self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag, ext_data=default_ext)),
+                "send_to_group")
             return None
         exclude = list(php_values(exclude)) if isinstance(exclude, (list, tuple, set, frozenset, dict)) \
             else [exclude]
         by_address = self._client_ids_by_address(exclude)
+        failed = []
         for address in self.transport.addresses():
             ext = json_bytes({"group": groups, "exclude": by_address[address]}) \
                 if address in by_address else default_ext
-            self.transport.send(address, self._pack(gp.CMD_SEND_TO_GROUP, message, flag=flag,
-                                                    ext_data=ext))
+            if self.transport.send(address, self._pack(gp.CMD_SEND_TO_GROUP, message,
+                                                       flag=flag, ext_data=ext)) is False:
+                failed.append(address)
+        check_delivered(self, failed, "send_to_group")
         return None
 
     # --- kick / destroy ---------------------------------------------------------------------
@@ -409,7 +422,8 @@ class GatewayApi(ApiBase):
         ``Gateway::ungroup``."""
         if not self._valid_group(group):
             return False
-        self.transport.send_all(self._pack(gp.CMD_UNGROUP, b"", ext_data=group))
+        check_delivered(self, self.transport.send_all(
+            self._pack(gp.CMD_UNGROUP, b"", ext_data=group)), "ungroup")
         return None
 
     # --- sessions -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import (GatewayClientError, GatewayTimeout, GatewayUnavailable, NoGatewayAddress,
-                     RegisterRejected, RegisterUnavailable)
+                     RegisterRejected, RegisterUnavailable, SendIncomplete)
 from .gateway_api import GatewayApi
 from .phpvalues import auth_buffer, decode_reply
 from ..codec.register_lines import addresses_from, parse_line, worker_connect_line
@@ -36,6 +36,7 @@ from ..codec.register_lines import addresses_from, parse_line, worker_connect_li
 __all__ = [
     "GatewayClient", "PushTransport", "GatewayClientError", "RegisterUnavailable",
     "RegisterRejected", "GatewayUnavailable", "GatewayTimeout", "NoGatewayAddress",
+    "SendIncomplete",
 ]
 
 log = logging.getLogger("gwgevent.api.push")
@@ -316,9 +317,9 @@ class PushTransport:
             return True
         return False  # pragma: no cover
 
-    def send_all(self, packet: bytes) -> None:
-        for address in self.addresses():
-            self.send(address, packet)
+    def send_all(self, packet: bytes) -> List[str]:
+        """Write one command to every gateway; returns the addresses that did not take it."""
+        return [address for address in self.addresses() if not self.send(address, packet)]
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -556,6 +557,10 @@ class GatewayClient(GatewayApi):
             transport = PushTransport(register_address, secret_key, connect_timeout,
                                       read_timeout, persistent, addresses_cache_ttl)
         super().__init__(transport, strict_client_id=strict_client_id)
+
+    #: broadcasts that miss a gateway raise SendIncomplete (its `failed` lists them) after
+    #: every other gateway got them; False: log only, return None like PHP's Lib\Gateway
+    raise_undelivered = True
 
     @property
     def register_address(self) -> Any:

@@ -40,6 +40,7 @@ from ..runtime.worker import Worker
 from .links import LINK_HEADROOM, GatewayLinkCodec
 from .worker_session import FROM_EVENT, WorkerSessions, decode_session
 from .worker_transport import WorkerTransport
+from .security import check_secret_key
 
 __all__ = ["BusinessWorker"]
 
@@ -112,6 +113,7 @@ class BusinessWorker(WorkerSessions, Worker):
             self.send_to_gateway_buffer_size = 50 * 1048576   # as GatewayWorker does
         self._hub = get_hub()
         Timer.runner = self._run_job
+        check_secret_key("worker", self)
         self._transport = WorkerTransport(self)
         api_current.install_transport(self._transport)
         self._handler = self._load_handler()

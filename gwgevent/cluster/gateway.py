@@ -11,6 +11,7 @@ these over `GatewayWorker\\Gateway` and `GatewayWorker\\Lib\\Gateway`; PHP users
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,17 +26,21 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT
 from ..codec.phpjson import json_decode
 from ..log import get_logger
 from ..protocols import get_codec_class
+from ..runtime.badinput import LimitedLogger, peer_log
 from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
+from ..runtime.keepalive import tune_link
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
+from ..runtime.strict import StrictConfigMeta
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
 from .client_connection import ClientConnection, PausedClients
 from .gateway_core import GatewayCore
 from .gateway_flow import DROPPED, GatewayFlow
 from .gateway_suspend import Suspension, WorkerSuspension
-from .links import LINK_HEADROOM, GatewayLinkCodec
-from ..runtime.strict import StrictConfigMeta
+from .inner_guard import InnerGuard, InnerLinkCodec
+from .links import LINK_HEADROOM
 from .proxy import TrustedProxies, forwarded_client_ip
+from .security import check_secret_key
 
 __all__ = ["Gateway", "ClientConnection"]
 
@@ -65,6 +70,7 @@ class _Link:
 
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
+    fd_reserve = False      # its links are what the client ports' reserve is kept for
 
     __setattr__ = object.__setattr__     # internal and on the hot path: no settings check
 
@@ -78,18 +84,28 @@ class _InnerServer(Worker):
         self.max_package_size = max(int(gateway.max_package_size),
                                     TcpConnection.default_max_package_size) + LINK_HEADROOM
         self.app_dir = gateway.app_dir
+        # limits for a port anyone on the LAN can open (inner_guard.py)
+        self.guard = InnerGuard(gateway.inner_max_buffered)
+        self.gate_first_packet = bool(gateway.secret_key)
 
     def _resolve_codec(self) -> Any:
-        return GatewayLinkCodec
+        return InnerLinkCodec
 
     def _on_open(self, conn: TcpConnection) -> None:
         conn.context = _Link(authorized=not self.gateway.secret_key)
+        tune_link(conn.sock)
+        if len(self.connections) > self.gateway.inner_max_connections:
+            peer_log(log, conn, "gateway %s: inner port has %d connections "
+                     "(inner_max_connections); refusing %s", self.name,
+                     len(self.connections) - 1, conn.remote_address, level=logging.WARNING)
+            conn.destroy()
 
     def handle_messages(self, conn: TcpConnection, packets: list) -> None:
         self.gateway._on_inner_packets(conn, packets)
 
     def handle_closed(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.id, None)
+        conn.codec.release()
         self.gateway._on_inner_close(conn)
 
     def handle_buffer_drain(self, conn: TcpConnection) -> None:
@@ -151,6 +167,10 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         #: it. Waiting loses nothing, so the bound is short; 0 turns the check off
         self.worker_ping_timeout = 1.0
         self.trusted_proxies = ()
+        #: inner port limits (inner_guard.py): connections at once, and bytes held in
+        #: incomplete packets across all of them
+        self.inner_max_connections = 4096
+        self.inner_max_buffered = 256 * 1048576
         super().__init__(address, **options)
         self.reloadable = False
         # child state
@@ -191,13 +211,15 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         self._hub = get_hub()
         self._started_at = time.monotonic()
         self.lan_port = int(self.start_port) + self.id
-        self.core = GatewayCore(self.lan_ip, self.lan_port, self.port, log=log)
+        self.core = GatewayCore(self.lan_ip, self.lan_port, self.port,
+                                log=LimitedLogger(log, "%s inner commands" % self.name))
         self.connections = self.core.connections     # one table, not two
         self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
         self.inner._hub = self._hub
         self._hello = hello_packet(VERSION, FEATURES, self.inner.max_package_size)
         self.inner._start_accepting()
         self._connect_registers()
+        check_secret_key("gateway", self)
         if float(self.ping_interval or 0) > 0:
             period = float(self.ping_interval)
             if int(self.ping_not_response_limit or 0) > 0:
@@ -416,9 +438,9 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
             elif cmd == CMD_GATEWAY_CLIENT_CONNECT:
                 self._push_client_connect(link, state, pkt)
             elif not state.authorized:
-                log.warning("gateway %s:%d: %s sent command %d without authenticating "
-                            "(secret_key set); closing", self.lan_ip, self.lan_port,
-                            link.remote_address, cmd)
+                peer_log(log, link, "gateway %s:%d: %s sent command %d without "
+                         "authenticating (secret_key set); closing", self.lan_ip,
+                         self.lan_port, link.remote_address, cmd, level=logging.WARNING)
                 link.destroy()
                 return
             elif cmd == CMD_PING:
@@ -439,13 +461,14 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
     def _auth_body(self, link: TcpConnection, pkt: Any) -> Optional[dict]:
         data = json_decode(pkt.body)
         if not isinstance(data, dict):
-            log.warning("gateway %s:%d: %s sent a bad authentication body %r; closing",
-                        self.lan_ip, self.lan_port, link.remote_address, pkt.body[:100])
+            peer_log(log, link, "gateway %s:%d: %s sent a bad authentication body %r; "
+                     "closing", self.lan_ip, self.lan_port, link.remote_address,
+                     pkt.body[:100], level=logging.WARNING)
             link.destroy()
             return None
         if self.secret_key and data.get("secret_key") != self.secret_key:
-            log.warning("gateway %s:%d: %s sent a wrong secret_key; closing", self.lan_ip,
-                        self.lan_port, link.remote_address)
+            peer_log(log, link, "gateway %s:%d: %s sent a wrong secret_key; closing",
+                     self.lan_ip, self.lan_port, link.remote_address, level=logging.WARNING)
             link.destroy()
             return None
         return data
@@ -508,8 +531,8 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
             data = None   # PHP: a falsy string disables ping data
         for conn in list(self.core.connections.values()):
             if limit > 0 and conn.ping_count >= 2 * limit:
-                log.info("gateway: client %s from %s sent nothing for too long; closing it",
-                         conn.id, conn.remote_address)
+                peer_log(log, conn, "gateway: client %s from %s sent nothing for too long; "
+                         "closing it", conn.id, conn.remote_address)
                 conn.destroy()
                 continue
             conn.ping_count += 1

@@ -6,12 +6,16 @@ detection is purely TCP: a gateway whose connection closes is dropped from the l
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional
 
 from ..codec import register_lines
-from ..runtime.connection import TcpConnection
 from ..log import get_logger
+from ..runtime.badinput import peer_log
+from ..runtime.connection import TcpConnection
+from ..runtime.keepalive import tune_link
 from ..runtime.worker import Worker
+from .security import check_secret_key
 
 __all__ = ["Register"]
 
@@ -38,6 +42,7 @@ class Register(Worker):
     #: stopped last, and never two at once (gateways and workers would split between them)
     stop_order = 2
     reload_overlap = False
+    fd_reserve = False      # links to it are what the client ports' reserve is kept for
 
     def __init__(self, address: str = "text://127.0.0.1:1236", **options: Any) -> None:
         scheme, _, rest = address.partition("://")
@@ -55,6 +60,7 @@ class Register(Worker):
     def _start_serving(self) -> None:
         if self.count != 1:
             log.warning("Register count must be 1; running one process")
+        check_secret_key("register", self)
         super()._start_serving()
 
     def stop(self, graceful: bool = False) -> None:
@@ -65,6 +71,7 @@ class Register(Worker):
     # ------------------------------------------------------------ connections
     def _on_open(self, conn: TcpConnection) -> None:
         conn.codec.raw_text = True
+        tune_link(conn.sock)
         peer = _Peer()
         conn.context = peer
         timer = self._hub.loop.timer(AUTH_TIMEOUT, 0.0)
@@ -72,8 +79,8 @@ class Register(Worker):
         peer.timer = timer
 
     def _auth_timeout(self, conn: TcpConnection) -> None:
-        log.info("register: %s sent nothing within %.0f s; closing", conn.remote_address,
-                 AUTH_TIMEOUT)
+        peer_log(log, conn, "register: %s sent nothing within %.0f s; closing",
+                 conn.remote_address, AUTH_TIMEOUT)
         conn.close()
 
     def handle_messages(self, conn: TcpConnection, msgs: list) -> None:
@@ -91,7 +98,8 @@ class Register(Worker):
         try:
             msg = register_lines.parse_line(line)
         except ValueError as exc:
-            log.warning("register: bad request from %s (%s); closing", conn.remote_address, exc)
+            peer_log(log, conn, "register: bad request from %s (%s); closing",
+                     conn.remote_address, exc, level=logging.WARNING)
             conn.close(("Bad request for Register service. Request info(IP:%s, Request Buffer:%s)."
                         " See http://doc2.workerman.net/register-auth-timeout.html"
                         % (conn.remote_ip, line.decode("utf-8", "replace"))).encode())
@@ -100,20 +108,21 @@ class Register(Worker):
         if event == "ping":
             return
         if event not in ("gateway_connect", "worker_connect"):
-            log.warning("register: unknown event %r from %s; closing", event, conn.remote_address)
+            peer_log(log, conn, "register: unknown event %r from %s; closing", event,
+                     conn.remote_address, level=logging.WARNING)
             conn.close()
             return
         key = msg.get("secret_key", "")
         if self.secret_key and key != self.secret_key:
-            log.warning("register: %s from %s has a wrong secret_key; closing", event,
-                        conn.remote_address)
+            peer_log(log, conn, "register: %s from %s has a wrong secret_key; closing", event,
+                     conn.remote_address, level=logging.WARNING)
             conn.close()
             return
         if event == "gateway_connect":
             address = msg.get("address")
             if not address or not isinstance(address, str):
-                log.warning("register: gateway_connect from %s has no address; closing",
-                            conn.remote_address)
+                peer_log(log, conn, "register: gateway_connect from %s has no address; "
+                         "closing", conn.remote_address, level=logging.WARNING)
                 conn.close()
                 return
             peer.kind = "gateway"

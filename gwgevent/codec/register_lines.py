@@ -71,6 +71,10 @@ def parse_line(line) -> dict:
         msg = json.loads(text)
     except ValueError:
         raise ValueError('register line is not JSON: %r' % text[:200]) from None
+    except RecursionError:
+        # json's C scanner recurses per nesting level: '[' * 100000 must be a bad line,
+        # not an exception that escapes the register's read callback
+        raise ValueError('register line is nested too deeply: %r' % text[:200]) from None
     if not isinstance(msg, dict):
         raise ValueError('register line is not a JSON object: %r' % text[:200])
     if 'event' not in msg:

@@ -21,6 +21,7 @@ from gevent import get_hub
 
 from ..log import get_logger
 from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
+from .badinput import input_failed, peer_log
 
 __all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
 
@@ -166,17 +167,20 @@ class TcpConnection:
             return
         self.bytes_read += len(data)
         codec = self.codec
-        msgs = codec.feed(data)
-        while True:
-            if codec.pending:
-                self._codec_side_effects(msgs)
-            elif msgs:
-                self.worker.handle_messages(self, msgs)
-            # a codec stops in front of a control frame that must not overtake the answers
-            # to the messages before it (`more`); go on once those are queued
-            if not codec.more or self._status != STATUS_ESTABLISHED:
-                break
-            msgs = codec.feed(b"")
+        try:
+            msgs = codec.feed(data)
+            while True:
+                if codec.pending:
+                    self._codec_side_effects(msgs)
+                elif msgs:
+                    self.worker.handle_messages(self, msgs)
+                # a codec stops in front of a control frame that must not overtake the answers
+                # to the messages before it (`more`); go on once those are queued
+                if not codec.more or self._status != STATUS_ESTABLISHED:
+                    break
+                msgs = codec.feed(b"")
+        except Exception as exc:     # RecursionError, MemoryError, a bug: this peer only
+            input_failed(self, exc)
 
     def _codec_side_effects(self, msgs: list) -> None:
         """Rare path: the protocol wants to write (handshake reply, pong, close frame), reports a
@@ -200,8 +204,8 @@ class TcpConnection:
         if not closing:
             return
         if codec.error:
-            log.info("closing connection %s from %s:%s: %s", self.id, self.remote_ip,
-                     self.remote_port, codec.error)
+            peer_log(log, self, "closing connection %s from %s:%s: %s", self.id,
+                     self.remote_ip, self.remote_port, codec.error)
             codec.error = None
         if closing == CODEC_CLOSE_AFTER_FLUSH and self._status == STATUS_ESTABLISHED:
             if self.worker.hold_close(self, out):
@@ -376,8 +380,8 @@ class TcpConnection:
 
     def _io_error(self, what: str, exc: OSError) -> None:
         if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED):
-            log.info("connection %s from %s:%s: %s error: %s", self.id, self.remote_ip,
-                     self.remote_port, what, exc)
+            peer_log(log, self, "connection %s from %s:%s: %s error: %s", self.id,
+                     self.remote_ip, self.remote_port, what, exc)
         self.destroy()
 
     # ---------------------------------------------------------------- info

@@ -15,6 +15,7 @@ import _socket
 from .connection import (STATUS_CLOSED, STATUS_CONNECTING, STATUS_ESTABLISHED, TcpConnection,
                          get_hub, make_stream_socket)
 from ..log import get_logger
+from .keepalive import CONNECT_TIMEOUT, tune_link
 
 __all__ = ["AsyncTcpConnection", "LinkEvents"]
 
@@ -105,12 +106,30 @@ class AsyncTcpConnection(TcpConnection):
             self._connect_failed(_strerror(err))
             return
         self.sock = make_stream_socket(sock.detach(), family)
+        tune_link(self.sock)
         self._status = STATUS_CONNECTING
         self.codec = self.codec_class(self)
         self._ww = get_hub().loop.io(self.sock.fileno(), 2)
         self._ww.start(self._on_connect_ready)
+        timer = get_hub().loop.timer(CONNECT_TIMEOUT, 0.0)
+        self._reconnect_timer = timer          # cancelled by the next connect/reconnect
+        timer.start(self._connect_timed_out)
+
+    def _connect_timed_out(self) -> None:
+        self._reconnect_timer = None
+        if self._status != STATUS_CONNECTING:
+            return
+        self._ww.stop()
+        self._ww.close()
+        self._ww = None
+        self.sock.close()
+        self._status = STATUS_CLOSED
+        self._out = None
+        self.send_buffer_size = 0
+        self._connect_failed("connect timed out after %.0f s" % CONNECT_TIMEOUT)
 
     def _on_connect_ready(self) -> None:
+        self._cancel_reconnect()
         err = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
         self._ww.stop()
         self._ww.close()

@@ -23,6 +23,10 @@ from . import notify
 from ..log import get_logger
 from ..protocols.websocket import WebSocketCodec
 from .aliases import CAMEL_ALIASES, install_aliases
+from .procinfo import caller_dir, rss_bytes, status_name
+from .badinput import peer_log
+from .fdreserve import FdReserve
+from .slow_clients import SlowClientWatch, apply_sndbuf
 from .strict import StrictConfig, StrictConfigMeta
 from .timer import Timer
 
@@ -102,6 +106,11 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         #: set by the master in the child: how many times a reload has replaced this slot's
         #: process (a BusinessWorker's gateway key carries it, so old and new can overlap)
         self.generation = 0
+        #: SO_SNDBUF of accepted client sockets (0 = kernel default) and how long a client's
+        #: send buffer may stay full before it is closed (0 = never); see slow_clients.py
+        self.client_sndbuf = 0
+        self.send_timeout = 0.0
+        self._slow: Optional[SlowClientWatch] = None
         self.on_worker_start: Optional[Callable] = None
         self.on_worker_stop: Optional[Callable] = None
         self.on_worker_reload: Optional[Callable] = None
@@ -114,7 +123,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         self.on_websocket_connect: Optional[Callable] = None
         self.register = options.pop("_register", True)
         # where the start file lives: user protocols and event handlers are found relative to it
-        self.app_dir = _caller_dir()
+        self.app_dir = caller_dir()
         self.scheme = ""
         self.host = ""
         self.port = 0
@@ -253,12 +262,25 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
                     continue
                 log.warning("%s: accept failed on %s: %s", self.name, self.address, exc)
                 return
+            if self.fd_reserve and not self._fd_reserve_admits(fd):
+                os.close(fd)
+                return
             try:
                 sock = make_stream_socket(fd, listener.family, nodelay=False)
             except OSError:
                 os.close(fd)
                 continue
             self._accept_connection(sock, addr)
+
+    #: client ports keep a reserve of descriptors for the cluster's own links (fdreserve.py);
+    #: the ports those links arrive on (gateway inner port, register) use it
+    fd_reserve = True
+    _fd_guard: Optional[FdReserve] = None
+
+    def _fd_reserve_admits(self, fd: int) -> bool:
+        if self._fd_guard is None:
+            self._fd_guard = FdReserve(self)
+        return self._fd_guard.admit(fd)
 
     def _accept_pause(self, exc: OSError) -> None:
         """Out of file descriptors: stop accepting for a second instead of spinning."""
@@ -287,6 +309,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         ip = sys.intern(addr[0]) if isinstance(addr, tuple) else "unix"
         port = addr[1] if isinstance(addr, tuple) else 0
         cls = self._connection_class()
+        apply_sndbuf(self, sock)
         if self._ssl is not None:
             from .tls import tls_connection_class
             conn = tls_connection_class(cls)(self, sock, ip, port, self._next_connection_id())
@@ -332,9 +355,9 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
                 del pending[cid]
             elif now >= deadline:
                 del pending[cid]
-                log.info("%s: closing connection %s from %s:%s: handshake not completed "
-                         "within %s s", self.name, conn.id, conn.remote_ip, conn.remote_port,
-                         self.handshake_timeout)
+                peer_log(log, conn, "%s: closing connection %s from %s:%s: handshake not "
+                         "completed within %s s", self.name, conn.id, conn.remote_ip,
+                         conn.remote_port, self.handshake_timeout)
                 conn.destroy()
         if not pending:
             self._handshake_sweeper.stop()
@@ -375,8 +398,14 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         cb = conn.on_buffer_full or self.on_buffer_full
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
+        if self.send_timeout:
+            if self._slow is None:
+                self._slow = SlowClientWatch(self)
+            self._slow.full(conn)
 
     def handle_buffer_drain(self, conn: TcpConnection) -> None:
+        if self._slow is not None:
+            self._slow.drained(conn)
         cb = conn.on_buffer_drain or self.on_buffer_drain
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
@@ -500,7 +529,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
     # ------------------------------------------------------------ status
     def status_row(self) -> dict:
         return {
-            "pid": os.getpid(), "memory": _rss_bytes(), "listening": self.listening,
+            "pid": os.getpid(), "memory": rss_bytes(), "listening": self.listening,
             "name": self.name, "id": self.id, "connections": len(self.connections),
             "send_fail": self.send_fail, "timers": Timer.count(),
             "total_request": self.total_request,
@@ -515,7 +544,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
                 "transport": self.transport, "protocol": conn.protocol_name,
                 "local": conn.local_address, "remote": conn.remote_address,
                 "recv_q": recvq, "send_q": sendq, "bytes_read": conn.bytes_read,
-                "bytes_written": conn.bytes_written, "status": _status_name(conn.status),
+                "bytes_written": conn.bytes_written, "status": status_name(conn.status),
             })
         return rows
 
@@ -553,28 +582,3 @@ def close_going_away(conn: TcpConnection) -> None:
         conn.close(data, raw=True)
     else:
         conn.close()
-
-
-def _status_name(code: int) -> str:
-    from .connection import STATUS_NAMES
-    return STATUS_NAMES.get(code, str(code))
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _caller_dir() -> str:
-    """Directory of the first frame outside the gwgevent package (the user's start file)."""
-    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # gwgevent/
-    frame = sys._getframe(1)
-    while frame is not None:
-        fn = os.path.abspath(frame.f_code.co_filename)
-        if not fn.startswith(pkg + os.sep) and not fn.startswith("<"):
-            return os.path.dirname(fn)
-        frame = frame.f_back
-    return os.getcwd()

@@ -22,3 +22,6 @@ def num(name, default=0):
 
 REGISTER = "127.0.0.1:%d" % num("REGISTER_PORT", 1236)
 SECRET = get("SECRET", "")
+#: every register the roles use: a list when GWT_REGISTER2_PORT is set (register2.py)
+REGISTERS = REGISTER if not get("REGISTER2_PORT") else [
+    REGISTER, "127.0.0.1:%d" % num("REGISTER2_PORT")]

@@ -10,7 +10,7 @@ from gwgevent import BusinessWorker, run_all  # noqa: E402
 worker = BusinessWorker()
 worker.name = "TestBusinessWorker"
 worker.count = _env.num("WORKER_COUNT", 2)
-worker.register_address = _env.REGISTER
+worker.register_address = _env.REGISTERS
 worker.secret_key = _env.SECRET
 worker.event_handler = "Events"
 worker.loop_timeout = _env.num("LOOP_TIMEOUT", 30.0)

@@ -15,7 +15,7 @@ if _env.get("HB1_PORT"):
     hb1 = Gateway("websocket://127.0.0.1:%d" % _env.num("HB1_PORT"))
     hb1.name = "TestHeartbeat1"
     hb1.start_port = _env.num("HB1_START_PORT")
-    hb1.register_address = _env.REGISTER
+    hb1.register_address = _env.REGISTERS
     hb1.secret_key = _env.SECRET
     hb1.pingInterval = 1                 # the PHP spellings work too
     hb1.pingNotResponseLimit = 1
@@ -25,7 +25,7 @@ if _env.get("HB0_PORT"):
     hb0 = Gateway("text://127.0.0.1:%d" % _env.num("HB0_PORT"))
     hb0.name = "TestHeartbeat0"
     hb0.start_port = _env.num("HB0_START_PORT")
-    hb0.register_address = _env.REGISTER
+    hb0.register_address = _env.REGISTERS
     hb0.secret_key = _env.SECRET
     hb0.ping_interval = 1
     hb0.ping_not_response_limit = 0

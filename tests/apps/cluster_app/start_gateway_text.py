@@ -14,7 +14,7 @@ if _env.get("TEXT_PORT"):
     gateway.count = _env.num("TEXT_COUNT", 1)
     gateway.lan_ip = "127.0.0.1"
     gateway.start_port = _env.num("TEXT_START_PORT")
-    gateway.register_address = _env.REGISTER
+    gateway.register_address = _env.REGISTERS
     gateway.secret_key = _env.SECRET
     gateway.hold_timeout = _env.num("HOLD_TIMEOUT", 3.0)
 
