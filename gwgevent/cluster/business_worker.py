@@ -31,13 +31,13 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_ON_CLOSE,
 from ..codec.phpjson import json_encode
 from ..context import Context, bind, unbind
 from ..log import get_logger, log_once
-from ..protocols import get_codec_class
 from ..runtime import notify
 from ..runtime.connection import STATUS_CLOSED, STATUS_ESTABLISHED, flush_pending
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
 from .links import LINK_HEADROOM, GatewayLinkCodec
+from .register_links import connect_registers
 from .worker_session import FROM_EVENT, WorkerSessions, decode_session
 from .worker_transport import WorkerTransport
 from .security import check_secret_key
@@ -46,7 +46,6 @@ __all__ = ["BusinessWorker"]
 
 log = get_logger("business_worker")
 
-REGISTER_PING_INTERVAL = 25.0
 GATEWAY_RETRY_DELAY = 1.0
 _EVENT_NAMES = {CMD_ON_CONNECT: "on_connect", CMD_ON_MESSAGE: "on_message",
                 CMD_ON_CLOSE: "on_close", CMD_ON_WEBSOCKET_CONNECT: "on_websocket_connect"}
@@ -274,29 +273,10 @@ class BusinessWorker(WorkerSessions, Worker):
             gevent.spawn(self._call_user, fn, self)
         super().reload(graceful)
 
-    # ------------------------------------------------------------ registers
-    def _register_addresses(self) -> List[str]:
-        ra = self.register_address
-        return [ra] if isinstance(ra, str) else list(ra)
-
     def _connect_registers(self) -> None:
-        text = get_codec_class("text")
-        line = register_lines.worker_connect_line(self.secret_key)
-        for address in self._register_addresses():
-            host, _, port = address.rpartition(":")
-            events = LinkEvents(on_connect=lambda c, line=line: c.send(line, raw=True),
-                                on_message=self._register_message,
-                                on_close=self._register_closed)
-            link = AsyncTcpConnection(events, host, int(port), text)
-            link.codec_class = text
-            self._register_links.append(link)
-            link.connect()
-            if not address.startswith("127.0.0.1"):
-                Timer.add(REGISTER_PING_INTERVAL, self._ping_register, (link,))
-
-    @staticmethod
-    def _ping_register(link: AsyncTcpConnection) -> None:
-        link.send(register_lines.ping_line(), raw=True)
+        self._register_links = connect_registers(
+            self.register_address, register_lines.worker_connect_line(self.secret_key),
+            self._register_closed, self._register_message)
 
     def _register_message(self, link: AsyncTcpConnection, lines: list) -> None:
         for line in lines:

@@ -25,11 +25,10 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT
                                      encode as encode_packet, hello_packet, parse_hello)
 from ..codec.phpjson import json_decode
 from ..log import get_logger
-from ..protocols import get_codec_class
 from ..runtime.badinput import LimitedLogger, peer_log
 from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
 from ..runtime.keepalive import tune_link
-from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
+from ..runtime.outbound import AsyncTcpConnection, keep_register_link
 from ..runtime.strict import StrictConfigMeta
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
@@ -40,6 +39,7 @@ from .gateway_suspend import Suspension, WorkerSuspension
 from .inner_guard import InnerGuard, InnerLinkCodec
 from .links import LINK_HEADROOM
 from .proxy import TrustedProxies, forwarded_client_ip
+from .register_links import connect_registers
 from .security import check_secret_key
 
 __all__ = ["Gateway", "ClientConnection"]
@@ -48,7 +48,6 @@ log = get_logger("gateway")
 
 ROUTER_LEAST_CONNECTIONS = 1
 ROUTER_RANDOM = 2
-REGISTER_PING_INTERVAL = 25.0
 WORKER_PING_INTERVAL = 25.0
 _PING = encode_packet(CMD_PING)
 _DRAIN_CMDS = frozenset((CMD_WORKER_DRAIN, CMD_WORKER_DRAINED))
@@ -253,33 +252,15 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
                     c.destroy()
         super().stop(graceful)
 
-    # ------------------------------------------------------------ registers
-    def _register_addresses(self) -> List[str]:
-        ra = self.register_address
-        return [ra] if isinstance(ra, str) else list(ra)
-
     def _connect_registers(self) -> None:
-        text = get_codec_class("text")
-        line = register_lines.gateway_connect_line("%s:%d" % (self.lan_ip, self.lan_port),
-                                                   self.secret_key)
-        for address in self._register_addresses():
-            host, _, port = address.rpartition(":")
-            events = LinkEvents(on_connect=lambda c, line=line: c.send(line, raw=True),
-                                on_close=self._register_closed)
-            link = AsyncTcpConnection(events, host, int(port), text)
-            link.max_send_buffer_size = 1048576
-            self._register_links.append(link)
-            link.connect()
-            if not address.startswith("127.0.0.1"):
-                Timer.add(REGISTER_PING_INTERVAL, self._ping_register, (link,))
+        hello = register_lines.gateway_connect_line("%s:%d" % (self.lan_ip, self.lan_port),
+                                                    self.secret_key)
+        self._register_links = connect_registers(self.register_address, hello,
+                                                 self._register_closed)
 
     def _register_closed(self, link: AsyncTcpConnection) -> None:
         if not self.stopping:
             keep_register_link(link, "gateway %s:%d" % (self.lan_ip, self.lan_port))
-
-    @staticmethod
-    def _ping_register(link: AsyncTcpConnection) -> None:
-        link.send(register_lines.ping_line(), raw=True)
 
     # ------------------------------------------------------------ client side
     _wants_handshake_data = True   # CMD_ON_WEBSOCKET_CONNECT always carries it
