@@ -161,12 +161,9 @@ class WebSocketCodec(CodecBase):
                 encode_frame(data, wstype[0] if wstype else 0x81)
         else:
             frame = encode_frame(data, wstype[0] if wstype else 0x81)
-        state = self.state
-        if state == OPEN or state == CLOSING:
+        if self.state == OPEN:
             return frame
-        if state == HANDSHAKE:
-            self._enqueue(frame)
-        return b""
+        return self._frame_not_open(frame)
 
     def encode_binary(self, data: Any) -> bytes:
         """A binary frame (opcode 2) whatever the connection's websocket_type: what the Gateway
@@ -174,8 +171,15 @@ class WebSocketCodec(CodecBase):
         if data.__class__ is not bytes:
             data = to_bytes(data)
         frame = encode_frame(data, 0x82)
+        if self.state == OPEN:
+            return frame
+        return self._frame_not_open(frame)
+
+    def _frame_not_open(self, frame: bytes) -> bytes:
+        """A frame encoded outside the OPEN state: still sent while the owner holds our close
+        frame back (CLOSING), queued before the handshake, dropped once closed."""
         state = self.state
-        if state == OPEN or state == CLOSING:
+        if state == CLOSING:
             return frame
         if state == HANDSHAKE:
             self._enqueue(frame)
