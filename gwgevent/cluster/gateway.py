@@ -298,9 +298,21 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
     def handle_messages(self, conn: ClientConnection, msgs: list) -> None:
         self.total_request += len(msgs)
         conn.ping_count = -1
-        forward = self._forward
+        key = conn.worker_key
+        wc = self.worker_conns.get(key) if key is not None else None
+        if wc is None or self.router is not None or self._suspended or self._held:
+            forward = self._forward     # routing, holding or suspension to consider
+            for msg in msgs:
+                forward(conn, CMD_ON_MESSAGE, msg)
+            return
+        # the common case: a client already bound to a linked worker (what _forward would do,
+        # without its per-message checks)
+        encode = self.core.encode_event
+        write = wc.write
         for msg in msgs:
-            forward(conn, CMD_ON_MESSAGE, msg)
+            write(encode(CMD_ON_MESSAGE, conn, msg), True)
+        if wc.buffer_full and conn.status == STATUS_ESTABLISHED:
+            self._pause_for(wc, conn)
 
     def handle_handshake(self, conn: ClientConnection, data: dict) -> None:
         if conn.connect_held:
