@@ -9,7 +9,8 @@ with the input that caused it (hex) and the exit status is 1.
 
     python bench/fuzz.py --seconds 60              # bounded mutation fuzzer, all targets
     python bench/fuzz.py --target phpserialize --seed 7 --iterations 200000
-    python bench/fuzz.py --atheris --target websocket   # coverage-guided (pip install atheris)
+    python bench/fuzz.py --atheris --target websocket -runs=1000000 -max_len=4096
+                                                   # coverage-guided (pip install atheris)
 
 The test suite runs a short seeded pass of the built-in fuzzer (tests/test_fuzz_decoders.py).
 """
@@ -196,15 +197,24 @@ def fuzz(name: str, seed: int, iterations: int, deadline: float) -> List[str]:
 
 def _atheris(name: str) -> None:
     import atheris  # type: ignore
-    fn, allowed, _ = TARGETS[name]
+    import tempfile
+    fn, allowed, seeds = TARGETS[name]
 
     def one(data: bytes) -> None:
         try:
             fn(data)
         except allowed:
             pass
-    atheris.Setup(sys.argv[:1] + [a for a in sys.argv[1:] if a.startswith("-") and "=" in a],
-                  one)
+    # the target's seeds are the starting corpus (a valid handshake, a register line...):
+    # random bytes alone rarely get past the first check of a parser
+    corpus = tempfile.mkdtemp(prefix="gwgevent-fuzz-%s-" % name)
+    for i, seed in enumerate(seeds):
+        with open(os.path.join(corpus, "seed%d" % i), "wb") as f:
+            f.write(seed)
+    # coverage of gwgevent's own Python code guides the mutations (every loaded function)
+    atheris.instrument_all()
+    atheris.Setup(sys.argv[:1] + [a for a in sys.argv[1:] if a.startswith("-") and "=" in a]
+                  + [corpus], one)
     atheris.Fuzz()
 
 
@@ -215,7 +225,10 @@ def main(argv: Any = None) -> int:
     ap.add_argument("--iterations", type=int, default=10 ** 9)
     ap.add_argument("--seconds", type=float, default=10.0, help="per target")
     ap.add_argument("--atheris", action="store_true", help="coverage-guided, one target")
-    args = ap.parse_args(argv)
+    # libFuzzer flags (-runs=N, -max_len=N, ...) go to atheris untouched
+    args, rest = ap.parse_known_args(argv)
+    if any(not a.startswith("-") or a.startswith("--") for a in rest):
+        ap.error("unrecognized arguments: %s" % " ".join(rest))
     targets = args.target or sorted(TARGETS)
     if args.atheris:
         _atheris(targets[0])
