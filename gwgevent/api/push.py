@@ -451,7 +451,9 @@ class PushTransport:
         sel.register(sock, selectors.EVENT_WRITE, st)
         active[st.address] = st
 
-    def _q_fail(self, st: _QueryState, sel, active, failures, reason: str) -> None:
+    @staticmethod
+    def _q_drop(st: _QueryState, sel, active) -> None:
+        """Take a query's socket out of the selector and close it."""
         active.pop(st.address, None)
         if st.sock is not None:
             try:
@@ -460,18 +462,15 @@ class PushTransport:
                 pass
             _close(st.sock)
             st.sock = None
+
+    def _q_fail(self, st: _QueryState, sel, active, failures, reason: str) -> None:
+        self._q_drop(st, sel, active)
         failures[st.address] = reason
 
     def _q_retry_or_fail(self, st, sel, active, failures, deadline, reason: str) -> None:
         if st.reused and not st.retried and not st.inbuf:
-            st.retried = True
-            active.pop(st.address, None)
-            try:
-                sel.unregister(st.sock)
-            except (KeyError, ValueError):
-                pass
-            _close(st.sock)
-            st.sock = None
+            st.retried = True       # a reused idle socket went stale: one fresh attempt
+            self._q_drop(st, sel, active)
             self._q_start(st, sel, active, failures, deadline, reuse=False)
             return
         self._q_fail(st, sel, active, failures, reason)
