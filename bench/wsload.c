@@ -40,13 +40,17 @@
  * Output: progress and errors on stderr; ONE result line on stdout, `key=value` tokens:
  *   wsload mode=echo conns=100 inflight=10 size=64 duration_s=5.000 msgs=... msgs_per_s=...
  *          p50_us=... p90_us=... p99_us=... p999_us=... max_us=... errors=0 lost=0 other=0
- *          client_cpu_pct=... [server_cpu_pct=... server_cpu_us_per_msg=...]
+ *          client_cpu_pct=... [server_cpu_pct=... server_cpu_us_per_msg=... server_user_pct=...
+ *          server_sys_pct=... server_user_us_per_msg=... server_sys_us_per_msg=...]
  * (handshake mode: handshakes=... handshakes_per_s=..., latencies = connect() to 101 received,
  *  server_cpu_us_per_handshake=...).
  * With --cpu-pid PID[,PID...] the utime+stime of those processes (from /proc/PID/stat) is read
  * at the exact edges of the measured window, so server CPU per message needs no guessing.
  * idle/listen/send modes also print a line "ready conns=N" (flushed) once all are connected.
- * With several --cpu-pid processes, server_cpu_us_per_msg_each=A,B,... gives each one's share.
+ * user and sys are utime and stime apart (their sum is server_cpu_...; the kernel splits the
+ * exact runtime between them in proportion to the clock ticks that found the process in each
+ * mode). With several --cpu-pid processes, server_cpu_us_per_msg_each=A,B,... gives each one's
+ * share, and server_user_us_per_msg_each / server_sys_us_per_msg_each its split.
  * idle/listen modes read command lines on stdin: "reset" starts a new measured window (latency
  * histogram and counters from zero), "stats" prints one line "stats received=N other=N lost=N
  * errors=N ready=N p50_us=... p90_us=... p99_us=... max_us=..." (since the last reset); a
@@ -226,7 +230,10 @@ static double h_pct_us(const struct hist *h, double q)
 
 /* ------------------------------------------------------------------ CPU accounting */
 
-static double proc_cpu_s(pid_t pid)   /* utime + stime of a process, seconds; -1 on error */
+/* utime and stime of a process (all its threads), seconds; -1 on error. Their sum is the
+ * scheduler's exact runtime; the kernel splits it between user and system in proportion to
+ * the clock ticks that found the process in either mode (tick-based accounting). */
+static int proc_cpu_split(pid_t pid, double *user, double *sys)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -254,22 +261,32 @@ static double proc_cpu_s(pid_t pid)   /* utime + stime of a process, seconds; -1
         while (*p && *p != ' ')
             p++;
     }
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    *user = (double)ut / tck;
+    *sys = (double)st / tck;
+    return 0;
 }
 
-/* sum over --cpu-pid; each[i] (when given) gets the figure of the i-th pid */
-static double servers_cpu_s(double *each)
+/* sums over --cpu-pid (user, system, both); eu[i]/es[i] (when given) get the i-th pid's */
+static double servers_cpu_s(double *eu, double *es, double *user, double *sys)
 {
-    double t = 0;
+    double tu = 0, ts = 0;
     for (int i = 0; i < o.ncpu_pids; i++) {
-        double c = proc_cpu_s(o.cpu_pids[i]);
-        if (c < 0)
+        double u, s;
+        if (proc_cpu_split(o.cpu_pids[i], &u, &s) < 0)
             return -1;
-        if (each)
-            each[i] = c;
-        t += c;
+        if (eu)
+            eu[i] = u;
+        if (es)
+            es[i] = s;
+        tu += u;
+        ts += s;
     }
-    return t;
+    if (user)
+        *user = tu;
+    if (sys)
+        *sys = ts;
+    return tu + ts;
 }
 
 static double self_cpu_s(void)
@@ -316,7 +333,9 @@ static struct {
     uint64_t received, sent, handshakes, errors, lost, bad, other;
     uint64_t w_received, w_sent, w_handshakes;
     double w_srv_cpu, w_cli_cpu;
+    double w_srv_user, w_srv_sys;       /* the same window, user and system time apart */
     double w_srv_each[MAX_CPU_PIDS];    /* per --cpu-pid process, same window */
+    double w_srv_each_user[MAX_CPU_PIDS], w_srv_each_sys[MAX_CPU_PIDS];
     struct hist hist;
     uint64_t send_due_base;   /* send mode */
 } R;
@@ -344,8 +363,8 @@ static void handshake_slot_done(struct conn *c);
 
 static void in_window_snapshot(int start)
 {
-    double each[MAX_CPU_PIDS];
-    double srv = o.ncpu_pids ? servers_cpu_s(each) : 0, cli = self_cpu_s();
+    double eu[MAX_CPU_PIDS] = {0}, es[MAX_CPU_PIDS] = {0}, su = 0, ss = 0;
+    double srv = o.ncpu_pids ? servers_cpu_s(eu, es, &su, &ss) : 0, cli = self_cpu_s();
     if (start) {
         R.measuring = 1;
         R.t_window = now_ns();
@@ -353,8 +372,13 @@ static void in_window_snapshot(int start)
         R.w_sent = R.sent;
         R.w_handshakes = R.handshakes;
         R.w_srv_cpu = srv;
-        for (int i = 0; i < o.ncpu_pids; i++)
-            R.w_srv_each[i] = each[i];
+        R.w_srv_user = su;
+        R.w_srv_sys = ss;
+        for (int i = 0; i < o.ncpu_pids; i++) {
+            R.w_srv_each[i] = eu[i] + es[i];
+            R.w_srv_each_user[i] = eu[i];
+            R.w_srv_each_sys[i] = es[i];
+        }
         R.w_cli_cpu = cli;
         memset(&R.hist, 0, sizeof R.hist);
     } else {
@@ -365,8 +389,13 @@ static void in_window_snapshot(int start)
         R.w_sent = R.sent - R.w_sent;
         R.w_handshakes = R.handshakes - R.w_handshakes;
         R.w_srv_cpu = o.ncpu_pids ? srv - R.w_srv_cpu : 0;
-        for (int i = 0; i < o.ncpu_pids; i++)
-            R.w_srv_each[i] = each[i] - R.w_srv_each[i];
+        R.w_srv_user = o.ncpu_pids ? su - R.w_srv_user : 0;
+        R.w_srv_sys = o.ncpu_pids ? ss - R.w_srv_sys : 0;
+        for (int i = 0; i < o.ncpu_pids; i++) {
+            R.w_srv_each[i] = eu[i] + es[i] - R.w_srv_each[i];
+            R.w_srv_each_user[i] = eu[i] - R.w_srv_each_user[i];
+            R.w_srv_each_sys[i] = es[i] - R.w_srv_each_sys[i];
+        }
         R.w_cli_cpu = cli - R.w_cli_cpu;
     }
 }
@@ -987,15 +1016,22 @@ static void print_result(void)
            100.0 * R.w_cli_cpu / win);
     if (o.ncpu_pids) {
         uint64_t units = o.mode == M_HANDSHAKE ? R.w_handshakes : R.w_received;
+        const char *unit = o.mode == M_HANDSHAKE ? "handshake" : "msg";
+        double per = units ? 1e6 / (double)units : 0.0;
         printf(" server_cpu_pct=%.1f server_cpu_us_per_%s=%.3f", 100.0 * R.w_srv_cpu / win,
-               o.mode == M_HANDSHAKE ? "handshake" : "msg",
-               units ? R.w_srv_cpu * 1e6 / (double)units : 0.0);
+               unit, R.w_srv_cpu * per);
+        printf(" server_user_pct=%.1f server_sys_pct=%.1f server_user_us_per_%s=%.3f"
+               " server_sys_us_per_%s=%.3f", 100.0 * R.w_srv_user / win,
+               100.0 * R.w_srv_sys / win, unit, R.w_srv_user * per, unit, R.w_srv_sys * per);
         if (o.ncpu_pids > 1) {
             /* the same figures per process, in --cpu-pid order, comma-separated */
-            printf(" server_cpu_us_per_%s_each=", o.mode == M_HANDSHAKE ? "handshake" : "msg");
-            for (int i = 0; i < o.ncpu_pids; i++)
-                printf("%s%.3f", i ? "," : "",
-                       units ? R.w_srv_each[i] * 1e6 / (double)units : 0.0);
+            static const char *kinds[] = {"cpu", "user", "sys"};
+            const double *vals[] = {R.w_srv_each, R.w_srv_each_user, R.w_srv_each_sys};
+            for (int k = 0; k < 3; k++) {
+                printf(" server_%s_us_per_%s_each=", kinds[k], unit);
+                for (int i = 0; i < o.ncpu_pids; i++)
+                    printf("%s%.3f", i ? "," : "", vals[k][i] * per);
+            }
         }
     }
     putchar('\n');
@@ -1175,7 +1211,7 @@ static void usage(void)
         "  --header 'N: v'    extra request header (repeatable)\n"
         "  --browser          add the headers a browser sends (User-Agent, Origin, Cookie...)\n"
         "  --close fin|rst|ws handshake mode: how to end each connection (default fin)\n"
-        "  --cpu-pid P[,P..]  report utime+stime of these processes over the window\n"
+        "  --cpu-pid P[,P..]  report utime and stime of these processes over the window\n"
         "  -q, --quiet        no progress on stderr\n"
         "idle/listen modes read stdin lines: 'reset' (new window: histogram and counters\n"
         "from zero), 'stats' (prints 'stats received=N ... p50_us=... p99_us=...'); EOF ends.\n",
