@@ -22,6 +22,8 @@ ROOT = os.path.dirname(BENCH)
 BUILD = os.path.join(BENCH, "build")
 WSLOAD_SRC = os.path.join(BENCH, "wsload.c")
 WSLOAD = os.path.join(BUILD, "wsload")
+FLOOR_SRC = os.path.join(BENCH, "floor_echo.c")
+FLOOR = os.path.join(BUILD, "floor_echo")
 ECHO_SERVER = os.path.join(BENCH, "echo_server.py")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -70,27 +72,45 @@ def main_wrapper(fn) -> None:
 
 # ----------------------------------------------------------------------------- build
 
-def build_wsload(force: bool = False) -> str:
-    """Compile bench/wsload.c with gcc -O2 into bench/build/wsload (when missing or stale)."""
+def build_c(name: str, force: bool = False) -> str:
+    """Compile bench/NAME.c (one file, libc only) with gcc -O2 into bench/build/NAME when the
+    binary is missing or older than its source; return the binary's path."""
+    src, binary = os.path.join(BENCH, name + ".c"), os.path.join(BUILD, name)
     os.makedirs(BUILD, exist_ok=True)
-    if not force and os.path.exists(WSLOAD) and \
-            os.path.getmtime(WSLOAD) >= os.path.getmtime(WSLOAD_SRC):
-        return WSLOAD
-    cmd = ["gcc", "-O2", "-Wall", "-o", WSLOAD, WSLOAD_SRC]
+    if not force and os.path.exists(binary) and \
+            os.path.getmtime(binary) >= os.path.getmtime(src):
+        return binary
+    cmd = ["gcc", "-O2", "-Wall", "-o", binary, src]
     log("building: " + " ".join(cmd))
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise BenchError("gcc failed:\n" + res.stderr)
-    return WSLOAD
+    return binary
+
+
+def build_wsload(force: bool = False) -> str:
+    """bench/build/wsload, the C load generator."""
+    return build_c("wsload", force)
+
+
+def build_floor(force: bool = False) -> str:
+    """bench/build/floor_echo, the C websocket echo server the echo figures are compared to."""
+    return build_c("floor_echo", force)
 
 
 # ----------------------------------------------------------------------------- /proc
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds."""
+def cpu_split(pid: int) -> "tuple[float, float]":
+    """(utime, stime) of a process (all its threads), seconds. Their sum is the scheduler's
+    exact runtime; the split follows the clock ticks that found the process in each mode."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds."""
+    return sum(cpu_split(pid))
 
 
 def rss_kb(pid: int) -> int:
@@ -339,6 +359,77 @@ class EchoServer:
         self.master = None
 
 
+class FloorServer:
+    """bench/build/floor_echo (the C floor) on a free port, pinning itself to `cpu`; its own
+    process group; stopped with SIGTERM, SIGKILL after 5 s. The process is the server (no
+    master), so `pid` is what --cpu-pid reads."""
+
+    def __init__(self, procs: Procs, port: int = 0, cpu: Optional[int] = 0) -> None:
+        self.procs = procs
+        self.port = port or free_port()
+        self.cpu = cpu
+        self.proc: Optional[subprocess.Popen] = None
+        self.pid = 0
+        self.log_path = os.path.join(BUILD, "floor_echo_%d.log" % self.port)
+
+    @property
+    def command(self) -> List[str]:
+        cmd = [FLOOR, "--port", str(self.port)]
+        return cmd + (["--cpu", str(self.cpu)] if self.cpu is not None else [])
+
+    def start(self, timeout: float = 10.0) -> int:
+        build_floor()
+        logf = open(self.log_path, "wb")
+        log("floor: " + " ".join(shlex.quote(a) for a in self.command))
+        self.proc = self.procs.popen(self.command, stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError("floor_echo exited with %s; see %s"
+                                 % (self.proc.returncode, self.log_path))
+            try:
+                pinned = self.cpu is None or os.sched_getaffinity(self.proc.pid) == {self.cpu}
+            except OSError:
+                pinned = False
+            if pinned:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), 1).close()
+                    self.pid = self.proc.pid
+                    log("floor: pid %d, port %d" % (self.pid, self.port))
+                    return self.pid
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        raise BenchError("floor_echo not ready within %.0f s; see %s" % (timeout, self.log_path))
+
+    def check_alive(self) -> None:
+        if not self.pid or not alive(self.pid):
+            raise BenchError("floor_echo died; see %s" % self.log_path)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                log("floor: did not stop in 5 s, killing it")
+        self.procs.kill_group(self.proc, signal.SIGKILL)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.proc.returncode == 0:
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
+        self.proc = None
+
+
 # ----------------------------------------------------------------------------- wsload
 
 def wsload_cmd(args: Iterable[str], cpu: Optional[int] = 1) -> List[str]:
@@ -347,16 +438,30 @@ def wsload_cmd(args: Iterable[str], cpu: Optional[int] = 1) -> List[str]:
 
 
 def parse_result(text: str) -> Dict[str, float]:
-    """The `wsload mode=... key=value ...` line -> {key: float or str}."""
+    """The `wsload mode=... key=value ...` line -> {key: float or str}. `..._each` values
+    (one figure per --cpu-pid process) become lists of floats; with a single --cpu-pid, for
+    which wsload prints no `_each` field, the list holds the one total, so callers can always
+    index `server_{cpu,user,sys}_us_per_{msg,handshake}_each`."""
     for line in reversed(text.splitlines()):
         if line.startswith("wsload "):
             out: Dict[str, float] = {}
             for tok in line.split()[1:]:
                 k, _, v = tok.partition("=")
+                if k.endswith("_each"):
+                    try:
+                        out[k] = [float(x) for x in v.split(",")]  # type: ignore[assignment]
+                        continue
+                    except ValueError:
+                        pass
                 try:
                     out[k] = float(v)
                 except ValueError:
                     out[k] = v  # type: ignore[assignment]
+            for kind in ("cpu", "user", "sys"):
+                for unit in ("msg", "handshake"):
+                    key = "server_%s_us_per_%s" % (kind, unit)
+                    if key in out and key + "_each" not in out:
+                        out[key + "_each"] = [out[key]]  # type: ignore[assignment]
             return out
     raise BenchError("wsload printed no result line:\n" + text)
 
@@ -377,6 +482,70 @@ def run_wsload(args: Iterable[str], procs: Procs, cpu: Optional[int] = 1,
     if p.returncode != 0:
         raise BenchError("wsload exited with %d:\n%s%s" % (p.returncode, err[-2000:], out))
     return parse_result(out)
+
+
+MATRIX = "100x1,1000x1,100x10"
+
+
+def parse_cells(text: str) -> List[tuple]:
+    """"100x1,1000x1,100x10" -> [(100, 1), (1000, 1), (100, 10)] (connections x in flight)."""
+    cells = []
+    for tok in text.split(","):
+        conns, sep, inflight = tok.strip().lower().partition("x")
+        try:
+            cell = (int(conns), int(inflight))
+        except ValueError:
+            raise BenchError("bad cell %r: CONNSxINFLIGHT expected, e.g. 100x1" % tok) from None
+        if not sep or cell[0] < 1 or cell[1] < 1:
+            raise BenchError("bad cell %r: CONNSxINFLIGHT expected, e.g. 100x1" % tok)
+        cells.append(cell)
+    return cells
+
+
+def run_echo(args, procs: Procs, label: str, port: int, pids: List[int], names: List[str],
+             conns: int, inflight: int, i: int) -> Dict[str, float]:
+    """One `wsload --mode echo` run (args: size, warmup, duration, runs, server_cpu,
+    client_cpu) with --cpu-pid PIDS; logs the run line (user + sys per process, client and
+    server core load, other processes' load) and returns wsload's parsed result. Fails when no
+    message came back or a connection was lost."""
+    with CoreNoise(args.server_cpu, pids, args.client_cpu) as noise:
+        r = run_wsload(["--mode", "echo", "--port", port, "-c", conns, "-k", inflight,
+                        "-s", args.size, "-w", args.warmup, "-d", args.duration,
+                        "--cpu-pid", ",".join(map(str, pids)), "-q"],
+                       procs, cpu=args.client_cpu, timeout=args.warmup + args.duration + 30)
+    if r["msgs"] <= 0:
+        raise BenchError("%s run %d: no message was echoed" % (label, i + 1))
+    if r["lost"] or r["errors"]:
+        raise BenchError("%s run %d: %d connection(s) lost, %d error(s)"
+                         % (label, i + 1, r["lost"], r["errors"]))
+    r["other_server_pct"], r["other_client_pct"] = noise.server_pct, noise.client_pct
+    split = " ".join("%s %.3f+%.3f" % (n, u, s_) for n, u, s_ in
+                     zip(names, r["server_user_us_per_msg_each"],
+                         r["server_sys_us_per_msg_each"]))
+    log("run %d/%d %s %dx%d: msgs/s=%.0f p50_us=%.1f p99_us=%.1f server_cpu_us_per_msg=%.3f "
+        "(user+sys: %s) server_cpu_pct=%.1f client_cpu_pct=%.1f "
+        "other_load_pct(server core)=%.1f (client core)=%.1f"
+        % (i + 1, args.runs, label, conns, inflight, r["msgs_per_s"], r["p50_us"],
+           r["p99_us"], r["server_cpu_us_per_msg"], split, r["server_cpu_pct"],
+           r["client_cpu_pct"], noise.server_pct, noise.client_pct))
+    noise.check()
+    return r
+
+
+def floor_fields(results: List[Dict[str, float]], floors: List[Dict[str, float]]) -> tuple:
+    """The floor part of a result line, and cpu_vs_floor: the median over run pairs of
+    (server CPU per message / the floor's in the same pair)."""
+    ratio = median(r["server_cpu_us_per_msg"] / f["server_cpu_us_per_msg"]
+                   for r, f in zip(results, floors))
+    def med(key):
+        return median(f[key] for f in floors)
+    text = ("floor_msgs/s=%.0f floor_cpu_us_per_msg=%s floor_user_us_per_msg=%s "
+            "floor_sys_us_per_msg=%s cpu_vs_floor=%s floor_server_cpu_pct=%s "
+            "floor_client_cpu_pct=%s"
+            % (med("msgs_per_s"), fmt(med("server_cpu_us_per_msg"), 2),
+               fmt(med("server_user_us_per_msg"), 2), fmt(med("server_sys_us_per_msg"), 2),
+               fmt(ratio, 2), fmt(med("server_cpu_pct")), fmt(med("client_cpu_pct"))))
+    return text, ratio
 
 
 def median(values: Iterable[float]) -> float:
