@@ -1,7 +1,31 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """gwgevent._speedups is optional: without a C compiler (or Python headers) the build
+    says so and the package installs with its pure-Python codecs (gwgevent/accel.py)."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "no speedups"
+            self._skip(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._skip(exc)
+
+    @staticmethod
+    def _skip(exc):
+        print("WARNING: gwgevent._speedups not built (%s); the pure-Python codecs are used"
+              % exc)
+
 
 VERSION = re.search(r'VERSION = "([^"]+)"',
                     (Path(__file__).parent / "gwgevent" / "_version.py").read_text()).group(1)
@@ -12,6 +36,9 @@ setup(
     description="GatewayWorker (PHP) rebuilt on gevent: Register, Gateway and BusinessWorker "
     "roles, wire-compatible with GatewayWorker 4.x",
     packages=find_packages(include=["gwgevent", "gwgevent.*"]),
+    ext_modules=[Extension("gwgevent._speedups", ["gwgevent/_speedups.c"],
+                           extra_compile_args=["-O2"], optional=True)],
+    cmdclass={"build_ext": OptionalBuildExt},
     python_requires=">=3.9",
     install_requires=[
         "gevent>=23.9",

@@ -18,6 +18,7 @@ import struct
 from codecs import utf_8_decode
 from typing import Any, List, Optional
 
+from .. import accel
 from ._base import CLOSE, CodecBase, to_bytes
 from ._handshake import (HTTP_400, HTTP_400_VERSION, HTTP_426, build_handshake_data,
                          intern_path, parse_request, response_101, valid_key)
@@ -93,6 +94,16 @@ def encode_frame(payload: bytes, opcode_byte: int = 0x81) -> bytes:
     if n < 65536:
         return _PACK_16(opcode_byte, 126, n) + payload
     return _PACK_64(opcode_byte, 127, n) + payload
+
+
+# the C versions (gwgevent/_speedups.c) where built; the Python ones above stay the reference
+# (tests/test_speedups.py compares them on every vector)
+py_unmask, py_encode_frame = unmask, encode_frame
+_ws_frames = None
+if accel.speedups is not None:
+    unmask = accel.speedups.unmask
+    encode_frame = accel.speedups.encode_frame
+    _ws_frames = accel.speedups.ws_frames
 
 
 def close_frame(code: int = 1000, reason: bytes = b"") -> bytes:
@@ -243,6 +254,8 @@ class WebSocketCodec(CodecBase):
         plain = self.frag is None   # not inside a fragmented message
         defer = False
         fb = _from_bytes
+        if plain and _ws_frames is not None:
+            pos = _ws_frames(buf, 0, limit, raw, msgs)     # the C hot loop (gwgevent.accel)
         while size - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]

@@ -1,0 +1,233 @@
+/*
+ * gwgevent._speedups: optional C versions of the websocket codec's hot loops.
+ *
+ * Why: at one message in flight per connection every message is its own wake-up, and the
+ * pure-Python frame parser (about 1.1 us per 64-byte frame) was the largest single user-space
+ * cost per message (vendor_notes/benchmarks.md, "Per-event cost"). These functions do exactly
+ * what the Python code next to their callers does, for the common case only; anything unusual
+ * (control frames, fragments, oversize, invalid UTF-8, incomplete frames) stops the C loop and
+ * the Python code handles it, so behaviour is defined in one place. The package works without
+ * this module (gwgevent/protocols/websocket.py falls back to Python, chosen at import); the
+ * test tests/test_speedups.py checks both give identical results for every vector.
+ *
+ * Functions:
+ *   ws_frames(buf, pos, limit, raw, msgs) -> int
+ *       From pos, parse complete, masked, unfragmented text (0x81) and binary (0x82) frames
+ *       whose payload is <= limit; append each payload to msgs (text: str, or the bytes when
+ *       raw after checking they are UTF-8; binary: bytes, or memoryview(bytes) when raw).
+ *       Return the position of the first byte not consumed (the first frame it did not take).
+ *   unmask(payload, mask) -> bytes
+ *   encode_frame(payload, opcode_byte=0x81) -> bytes     (unmasked server frame)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static void
+xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *mask)
+{
+    uint32_t m32;
+    uint64_t m64;
+    Py_ssize_t i = 0;
+    memcpy(&m32, mask, 4);
+    m64 = ((uint64_t)m32 << 32) | m32;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= m64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ mask[i & 3];
+}
+
+/* 1 when s[0:n] is ASCII (most chat text is), so decoding cannot fail and is a copy */
+static int
+is_ascii(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL)
+            return 0;
+    }
+    for (; i < n; i++)
+        if (s[i] & 0x80)
+            return 0;
+    return 1;
+}
+
+static PyObject *
+ws_frames(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    int raw;
+    PyObject *msgs, *limit_obj;
+    if (!PyArg_ParseTuple(args, "y*nOpO!:ws_frames", &view, &pos, &limit_obj, &raw,
+                          &PyList_Type, &msgs))
+        return NULL;
+    limit = PyLong_AsSsize_t(limit_obj);     /* a limit above the address space: no limit */
+    if (limit == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        PyErr_Clear();
+        limit = PY_SSIZE_T_MAX;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t size = view.len;
+    if (pos < 0)
+        pos = 0;
+    while (size - pos >= 6) {
+        unsigned char b0 = buf[pos], b1 = buf[pos + 1];
+        Py_ssize_t ln = b1 & 0x7F, start;
+        if (!(b1 & 0x80) || (b0 != 0x81 && b0 != 0x82))
+            break;
+        if (ln < 126) {
+            start = pos + 6;
+        } else if (ln == 126) {
+            if (size - pos < 8)
+                break;
+            ln = ((Py_ssize_t)buf[pos + 2] << 8) | buf[pos + 3];
+            start = pos + 8;
+        } else {
+            uint64_t l64 = 0;
+            int k;
+            if (size - pos < 14)
+                break;
+            for (k = 0; k < 8; k++)
+                l64 = (l64 << 8) | buf[pos + 2 + k];
+            if (l64 > (uint64_t)limit)
+                break;
+            ln = (Py_ssize_t)l64;
+            start = pos + 14;
+        }
+        if (ln > limit || ln > size - start)
+            break;
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, ln);
+        if (payload == NULL)
+            goto fail;
+        unsigned char *p = (unsigned char *)PyBytes_AS_STRING(payload);
+        xor_mask(p, buf + start, ln, buf + start - 4);
+        PyObject *msg;
+        if (b0 == 0x81) {
+            if (is_ascii(p, ln)) {
+                if (raw) {
+                    msg = payload;
+                } else {
+                    msg = PyUnicode_DecodeASCII((const char *)p, ln, NULL);
+                    Py_DECREF(payload);
+                }
+            } else {
+                PyObject *text = PyUnicode_DecodeUTF8((const char *)p, ln, NULL);
+                if (text == NULL) {
+                    /* invalid UTF-8: the Python code decides what that means here */
+                    Py_DECREF(payload);
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                        goto fail;
+                    PyErr_Clear();
+                    break;
+                }
+                if (raw) {
+                    Py_DECREF(text);
+                    msg = payload;
+                } else {
+                    Py_DECREF(payload);
+                    msg = text;
+                }
+            }
+        } else if (raw) {
+            msg = PyMemoryView_FromObject(payload);
+            Py_DECREF(payload);
+        } else {
+            msg = payload;
+        }
+        if (msg == NULL)
+            goto fail;
+        int rc = PyList_Append(msgs, msg);
+        Py_DECREF(msg);
+        if (rc < 0)
+            goto fail;
+        pos = start + ln;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(pos);
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyObject *
+unmask(PyObject *self, PyObject *args)
+{
+    Py_buffer data, mask;
+    if (!PyArg_ParseTuple(args, "y*y*:unmask", &data, &mask))
+        return NULL;
+    if (mask.len != 4) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, data.len);
+    if (out != NULL)
+        xor_mask((unsigned char *)PyBytes_AS_STRING(out), data.buf, data.len, mask.buf);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&mask);
+    return out;
+}
+
+static PyObject *
+encode_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    int op = 0x81;
+    if (!PyArg_ParseTuple(args, "y*|i:encode_frame", &data, &op))
+        return NULL;
+    Py_ssize_t n = data.len, hl = n < 126 ? 2 : (n < 65536 ? 4 : 10);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, hl + n);
+    if (out != NULL) {
+        unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+        p[0] = (unsigned char)op;
+        if (hl == 2) {
+            p[1] = (unsigned char)n;
+        } else if (hl == 4) {
+            p[1] = 126;
+            p[2] = (unsigned char)(n >> 8);
+            p[3] = (unsigned char)n;
+        } else {
+            int k;
+            p[1] = 127;
+            for (k = 0; k < 8; k++)
+                p[2 + k] = (unsigned char)((uint64_t)n >> (56 - 8 * k));
+        }
+        memcpy(p + hl, data.buf, n);
+    }
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"ws_frames", ws_frames, METH_VARARGS,
+     "ws_frames(buf, pos, limit, raw, msgs) -> pos: the websocket hot-path frame loop."},
+    {"unmask", unmask, METH_VARARGS, "unmask(payload, mask) -> bytes (XOR with the 4-byte mask)."},
+    {"encode_frame", encode_frame, METH_VARARGS,
+     "encode_frame(payload, opcode_byte=0x81) -> bytes: one unmasked server frame."},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "gwgevent._speedups",
+    "Optional C versions of the websocket codec's hot loops (pure-Python fallback exists).",
+    -1, methods
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}
