@@ -70,6 +70,7 @@ class _Link:
 class _InnerServer(Worker):
     """The inner port (lan_ip:start_port+id) where workers and push clients talk to us."""
     fd_reserve = False      # its links are what the client ports' reserve is kept for
+    queue_read = None       # packets are handled inline in the loop (no user code)
 
     __setattr__ = object.__setattr__     # internal and on the hot path: no settings check
 
@@ -118,6 +119,10 @@ class _GatewayMeta(_FacadeMeta, StrictConfigMeta):
 
 class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_GatewayMeta):
     """`Gateway('websocket://0.0.0.0:7272')` with GatewayWorker's properties and defaults."""
+
+    #: client reads are handled inline in the loop: the gateway runs no user code per message
+    #: (ConnectionOwner.queue_read)
+    queue_read = None
 
     _ALIASES = dict(
         Worker._ALIASES, lanIp="lan_ip", lanPort="lan_port", startPort="start_port",

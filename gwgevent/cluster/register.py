@@ -39,6 +39,7 @@ class Register(Worker):
     """`Register('text://0.0.0.0:1236')`; one process, not reloadable, never public."""
 
     _ALIASES = dict(Worker._ALIASES, secretKey="secret_key")
+    queue_read = None       # no user code: lines are read and answered inline in the loop
     #: stopped last, and never two at once (gateways and workers would split between them)
     stop_order = 2
     reload_overlap = False

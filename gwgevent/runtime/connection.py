@@ -32,10 +32,17 @@ class ConnectionOwner(Protocol):
     """What a connection calls on the object that owns it: a Worker (and the roles built on
     it), or the events object of an outbound link (`outbound.LinkEvents`). The connection owns
     the socket and the codec; the owner decides what messages, closes and full buffers mean.
-    All of these run on the loop, in watcher callbacks: keep them short, never block."""
+    These run on the loop, in watcher callbacks (keep them short, never block), unless the
+    owner batches reads through `queue_read`: then they run where it reads."""
 
     #: sends dropped because a send buffer was full (Workerman's statistics)
     send_fail: int
+    #: None: the read watcher reads inline in the loop (owners that run no user code: the
+    #: Gateway, the Register, links). Otherwise called with the connection when it is readable;
+    #: the owner must call `conn._on_readable()` soon, in this loop iteration (the Worker reads
+    #: a whole iteration's readable connections in one runner greenlet, where user handlers
+    #: may block)
+    queue_read: Optional[Callable[["TcpConnection"], None]]
 
     def handle_messages(self, conn: "TcpConnection", msgs: list) -> None:
         """Complete messages the codec decoded from one read, in order."""
@@ -149,7 +156,15 @@ class TcpConnection:
         if self._rw is None:
             self._rw = get_hub().loop.io(self.sock.fileno(), _EV_READ)
         if not self._paused:
+            self._watch_reads()
+
+    def _watch_reads(self) -> None:
+        """Read in the loop callback, or let the owner batch reads (ConnectionOwner.queue_read)."""
+        queue_read = getattr(self.worker, "queue_read", None)
+        if queue_read is None:
             self._rw.start(self._on_readable)
+        else:
+            self._rw.start(queue_read, self)
 
     def _recv(self) -> bytes:
         return self.sock.recv(READ_SIZE)
@@ -229,7 +244,7 @@ class TcpConnection:
     def resume_recv(self) -> None:
         self._paused = False
         if self._rw is not None and self._status < STATUS_CLOSING:
-            self._rw.start(self._on_readable)
+            self._watch_reads()
 
     # ---------------------------------------------------------------- writing
     def send(self, data: Any, raw: bool = False) -> Optional[bool]:

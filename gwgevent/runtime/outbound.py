@@ -29,6 +29,7 @@ class LinkEvents:
     """
 
     send_fail = 0
+    queue_read = None       # reads run inline in the loop (ConnectionOwner.queue_read)
 
     def __init__(self, on_connect: Optional[Callable] = None, on_message: Optional[Callable] = None,
                  on_close: Optional[Callable] = None,

@@ -1,10 +1,9 @@
 """The Worker base: a listening socket served by `count` forked processes, Workerman's model.
 
 Connections are driven by loop watchers (see connection.py). User callbacks run in *runner*
-greenlets: a small pool of greenlets the hub switches into to run a callback. A callback that
-never blocks costs two greenlet switches; one that blocks (a query, a sleep) keeps its runner
-while the loop goes on serving everybody else, and later events of the same connection wait in
-that connection's backlog, so per-connection order holds.
+greenlets (runners.py): a callback that blocks (a query, a sleep) keeps its runner while the
+loop goes on serving everybody else, and later events of the same connection wait in that
+connection's backlog, so per-connection order holds.
 """
 from __future__ import annotations
 
@@ -16,13 +15,12 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import _socket
-from greenlet import getcurrent, greenlet
-
-from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket, run_backlog
+from .connection import STATUS_CLOSING, TcpConnection, make_stream_socket
 from . import notify
 from ..log import get_logger
 from ..protocols.websocket import WebSocketCodec
 from .aliases import CAMEL_ALIASES, install_aliases
+from .runners import Runners
 from .procinfo import caller_dir, rss_bytes, status_name
 from .badinput import peer_log
 from .fdreserve import FdReserve
@@ -34,7 +32,6 @@ __all__ = ["Worker", "parse_address", "CAMEL_ALIASES", "close_going_away"]
 
 log = get_logger("worker")
 
-MAX_IDLE_RUNNERS = 64
 ACCEPTS_PER_WAKEUP = 64
 
 
@@ -50,7 +47,7 @@ def parse_address(address: str) -> "tuple[str, str, int]":
     return scheme.lower(), host, int(port)
 
 
-class Worker(StrictConfig, metaclass=StrictConfigMeta):
+class Worker(Runners, StrictConfig, metaclass=StrictConfigMeta):
     """A group of `count` processes serving one listen address with the same callbacks.
 
     Settings are checked: an unknown constructor option raises TypeError, and once
@@ -138,8 +135,7 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         self._listener: Any = None
         self._accept_watcher: Any = None
         self._codec_class: Any = None
-        self._hub: Any = None
-        self._idle_runners: List[greenlet] = []
+        self._init_runners()
         self._conn_ids = itertools.count(1)
         self._stop_event: Any = None
         self._graceful = False
@@ -409,43 +405,6 @@ class Worker(StrictConfig, metaclass=StrictConfigMeta):
         cb = conn.on_buffer_drain or self.on_buffer_drain
         if cb is not None:
             self._run_job(None, self._call_user, (cb, conn))
-
-    # ------------------------------------------------------------ runners
-    def _run_job(self, conn: Any, fn: Callable[..., Any], args: tuple = ()) -> None:
-        """Run fn(*args) in a runner greenlet, after earlier jobs of the same connection."""
-        if conn is not None and conn._busy:
-            run_backlog(conn, fn, args)
-            return
-        hub = self._hub
-        if hub is None or getcurrent() is not hub:
-            # not on the loop (e.g. inside a handler): run inline, order is already ours
-            fn(*args)
-            return
-        idle = self._idle_runners
-        runner = idle.pop() if idle else greenlet(self._runner_main, parent=hub)
-        runner.switch(conn, fn, args)
-
-    def _runner_main(self, conn: Any, fn: Callable[..., Any], args: tuple) -> None:
-        hub = self._hub
-        idle = self._idle_runners
-        me = getcurrent()
-        while True:
-            if conn is None:
-                fn(*args)
-            else:
-                conn._busy = True
-                try:
-                    fn(*args)
-                    backlog = conn._backlog
-                    while backlog:
-                        f, a = backlog.popleft()
-                        f(*a)
-                finally:
-                    conn._busy = False
-            if len(idle) >= MAX_IDLE_RUNNERS:
-                return
-            idle.append(me)
-            conn, fn, args = hub.switch()
 
     def _call_user(self, cb: Callable[..., Any], *args: Any) -> None:
         try:

@@ -1,0 +1,110 @@
+"""Runner greenlets: where a Worker runs user code (handlers may block; the loop may not).
+
+A handler runs in a runner greenlet, after the earlier jobs of the same connection (a
+connection whose handler is blocked keeps its later events in a backlog, in order). Reads of
+a Worker's client connections are batched: the read watcher only queues the connection, and
+one loop callback reads every readable connection of the iteration inside one runner, running
+each handler right where its message was decoded. A read full of events then costs two
+greenlet switches per loop iteration, not two per read; when a handler blocks, the next runner
+goes on with the remaining connections, so one slow handler delays nobody else.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, List
+
+from greenlet import getcurrent, greenlet
+
+from .connection import STATUS_CLOSING, TcpConnection, run_backlog
+
+#: idle runner greenlets kept for reuse (more are created while handlers block)
+MAX_IDLE_RUNNERS = 64
+
+
+class Runners:
+    """Mixin of Worker: the runner pool and the batched reads (ConnectionOwner.queue_read)."""
+
+    _hub: Any
+    _idle_runners: List[greenlet]
+    _reads: Deque[TcpConnection]
+    _reads_scheduled: bool
+
+    def _init_runners(self) -> None:
+        self._hub = None
+        self._idle_runners = []
+        self._reads = deque()       # readable connections, this loop iteration
+        self._reads_scheduled = False
+
+    def _run_job(self, conn: Any, fn: Callable[..., Any], args: tuple = ()) -> None:
+        """Run fn(*args) in a runner greenlet, after earlier jobs of the same connection."""
+        if conn is not None and conn._busy:
+            run_backlog(conn, fn, args)
+            return
+        hub = self._hub
+        if hub is None or getcurrent() is not hub:
+            # already in a runner (a batch of reads, or a handler): run here, holding the
+            # connection's turn so its later jobs queue behind this one
+            if conn is None:
+                fn(*args)
+            else:
+                self._run_turn(conn, fn, args)
+            return
+        idle = self._idle_runners
+        runner = idle.pop() if idle else greenlet(self._runner_main, parent=hub)
+        runner.switch(conn, fn, args)
+
+    @staticmethod
+    def _run_turn(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+        """fn(*args) as conn's current job, then the jobs that queued up behind it meanwhile."""
+        conn._busy = True
+        try:
+            fn(*args)
+            backlog = conn._backlog
+            while backlog:
+                f, a = backlog.popleft()
+                f(*a)
+        finally:
+            conn._busy = False
+
+    # ------------------------------------------------------------ batched reads
+    def queue_read(self, conn: TcpConnection) -> None:
+        """The read watcher's callback (ConnectionOwner.queue_read): remember the connection;
+        one loop callback then reads every readable connection inside one runner greenlet.
+        Reading in a runner lets each handler run where the read happened, so a read full of
+        events costs two greenlet switches per loop iteration instead of two per read."""
+        self._reads.append(conn)
+        if not self._reads_scheduled:
+            self._reads_scheduled = True
+            self._hub.loop.run_callback(self._run_reads)
+
+    def _run_reads(self) -> None:
+        self._reads_scheduled = False
+        reads = self._reads
+        idle = self._idle_runners
+        while reads:
+            # returns when the batch is done, or when a handler blocked: then the next runner
+            # goes on with the remaining connections, so one slow handler delays nobody else
+            runner = idle.pop() if idle else greenlet(self._runner_main, parent=self._hub)
+            runner.switch(None, self._read_batch, ())
+
+    def _read_batch(self) -> None:
+        reads = self._reads
+        while reads:
+            conn = reads.popleft()
+            if conn._status < STATUS_CLOSING and not conn._paused:
+                conn._on_readable()
+
+    def _runner_main(self, conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+        hub = self._hub
+        idle = self._idle_runners
+        me = getcurrent()
+        while True:
+            if conn is None:
+                fn(*args)
+            else:
+                self._run_turn(conn, fn, args)
+            if len(idle) >= MAX_IDLE_RUNNERS:
+                return
+            idle.append(me)
+            conn, fn, args = hub.switch()
+
