@@ -22,6 +22,7 @@ from gevent import get_hub
 from ..log import get_logger
 from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
 from .badinput import input_failed, peer_log
+from .linger import linger_close
 
 __all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
 
@@ -317,7 +318,11 @@ class TcpConnection:
             return
         self.bytes_written += sent
         if sent == len(data):
-            self._drained()
+            if self._ww is None and not self.buffer_full and self._status == STATUS_ESTABLISHED:
+                self._out = None        # _drained() with nothing else to do: the usual case
+                self.send_buffer_size = 0
+            else:
+                self._drained()
             return
         rest = data[sent:]
         self._out = [rest]
@@ -500,81 +505,6 @@ class TcpConnection:
     @websocketType.setter
     def websocketType(self, value: Any) -> None:
         self.websocket_type = value.encode("latin-1") if isinstance(value, str) else bytes(value)
-
-
-#: how long a half-closed socket may take to send its EOF (or the rest of what it was sending)
-LINGER_TIMEOUT = 2.0
-#: sockets lingering at once; beyond it (a flood of closes) they are closed at once
-MAX_LINGERING = 4096
-_lingering: dict = {}          # fd -> (socket, io watcher, deadline)
-_linger_sweeper: Any = None
-
-
-def linger_close(sock: Any) -> None:
-    """Orderly close: shutdown(SHUT_WR) sends our FIN after everything written, then input is
-    read and discarded until the peer's EOF or LINGER_TIMEOUT, then the socket is closed.
-    Closing a socket that still has unread input makes the kernel send RST, and the peer may
-    then lose our close frame (Node's ws reports 1006 instead of the 1009 we sent)."""
-    import time
-    try:
-        sock.shutdown(_socket.SHUT_WR)
-        fd = sock.fileno()
-    except OSError:
-        _close_quietly(sock)
-        return
-    if len(_lingering) >= MAX_LINGERING or fd in _lingering:
-        _close_quietly(sock)
-        return
-    global _linger_sweeper
-    loop = get_hub().loop
-    watcher = loop.io(fd, _EV_READ)
-    _lingering[fd] = (sock, watcher, time.monotonic() + LINGER_TIMEOUT)
-    watcher.start(_linger_read, fd)
-    if _linger_sweeper is None:
-        _linger_sweeper = loop.timer(0.5, 0.5)
-        _linger_sweeper.start(_linger_sweep)
-
-
-def _linger_read(fd: int) -> None:
-    entry = _lingering.get(fd)
-    if entry is None:
-        return
-    sock = entry[0]
-    try:
-        while sock.recv(READ_SIZE):
-            pass
-    except (BlockingIOError, InterruptedError):
-        return
-    except OSError:
-        pass
-    _linger_end(fd)
-
-
-def _linger_end(fd: int) -> None:
-    sock, watcher, _ = _lingering.pop(fd)
-    watcher.stop()
-    watcher.close()
-    _close_quietly(sock)
-
-
-def _linger_sweep() -> None:
-    import time
-    global _linger_sweeper
-    now = time.monotonic()
-    for fd, (_, _, deadline) in list(_lingering.items()):
-        if now >= deadline:
-            _linger_end(fd)
-    if not _lingering and _linger_sweeper is not None:
-        _linger_sweeper.stop()
-        _linger_sweeper.close()
-        _linger_sweeper = None
-
-
-def _close_quietly(sock: Any) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 def make_stream_socket(fd: int, family: int, nodelay: bool = True) -> Any:

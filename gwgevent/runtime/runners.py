@@ -21,6 +21,13 @@ from .connection import STATUS_CLOSING, TcpConnection, run_backlog
 MAX_IDLE_RUNNERS = 64
 
 
+def _drain_backlog(backlog: Deque[Any]) -> None:
+    """Run the jobs that queued up behind a connection's current one, in order."""
+    while backlog:
+        f, a = backlog.popleft()
+        f(*a)
+
+
 class Runners:
     """Mixin of Worker: the runner pool and the batched reads (ConnectionOwner.queue_read)."""
 
@@ -28,6 +35,8 @@ class Runners:
     _idle_runners: List[greenlet]
     _reads: Deque[TcpConnection]
     _reads_scheduled: bool
+    _call_each: Callable[..., Any]
+    _log_callback_error: Callable[..., Any]
 
     def _init_runners(self) -> None:
         self._hub = None
@@ -59,10 +68,27 @@ class Runners:
         conn._busy = True
         try:
             fn(*args)
-            backlog = conn._backlog
-            while backlog:
-                f, a = backlog.popleft()
-                f(*a)
+            if conn._backlog:
+                _drain_backlog(conn._backlog)
+        finally:
+            conn._busy = False
+
+    def _run_messages(self, conn: Any, cb: Callable[..., Any], msgs: list) -> None:
+        """on_message for each of msgs: what _run_job(conn, _call_each, ...) does, without its
+        layers in the common case (inside the read batch's runner, no job of conn running),
+        which is every message of a busy server."""
+        if conn._busy or getcurrent() is self._hub:
+            self._run_job(conn, self._call_each, (cb, conn, msgs))
+            return
+        conn._busy = True
+        try:
+            for msg in msgs:
+                try:
+                    cb(conn, msg)
+                except Exception:
+                    self._log_callback_error(cb, (conn,))
+            if conn._backlog:
+                _drain_backlog(conn._backlog)
         finally:
             conn._busy = False
 

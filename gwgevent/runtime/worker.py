@@ -368,9 +368,8 @@ class Worker(Runners, StrictConfig, metaclass=StrictConfigMeta):
     def handle_messages(self, conn: TcpConnection, msgs: list) -> None:
         self.total_request += len(msgs)
         cb = conn.on_message or self.on_message
-        if cb is None:
-            return
-        self._run_job(conn, self._call_each, (cb, conn, msgs))
+        if cb is not None:
+            self._run_messages(conn, cb, msgs)
 
     def handle_handshake(self, conn: TcpConnection, data: dict) -> None:
         if self.on_websocket_connect is not None:
