@@ -26,7 +26,7 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT
 from ..codec.phpjson import json_decode
 from ..log import get_logger
 from ..runtime.badinput import LimitedLogger, peer_log
-from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection
+from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection, write_many
 from ..runtime.keepalive import tune_link
 from ..runtime.outbound import AsyncTcpConnection, keep_register_link
 from ..runtime.strict import StrictConfigMeta
@@ -217,6 +217,7 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         self.lan_port = int(self.start_port) + self.id
         self.core = GatewayCore(self.lan_ip, self.lan_port, self.port,
                                 log=LimitedLogger(log, "%s inner commands" % self.name))
+        self.core.write_each = write_many     # broadcasts fan out without per-send layers
         self.connections = self.core.connections     # one table, not two
         self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
         self.inner._hub = self._hub

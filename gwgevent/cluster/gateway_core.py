@@ -247,7 +247,14 @@ class GatewayCore(GatewayQueries):
             conn.send(body, raw)
 
     @staticmethod
-    def send_many(targets, body, raw=False, binary=False) -> None:
+    def write_each(conns, frame) -> None:
+        """Write an already framed message to each of conns (raw send). The Gateway replaces
+        it with runtime.connection.write_many, which does the same without per-call layers;
+        this duck-typed default keeps the core usable with any object that has send()."""
+        for c in conns:
+            c.send(frame, True)
+
+    def send_many(self, targets, body, raw=False, binary=False) -> None:
         """Send one message to many clients. Raw: as is. Otherwise the message is encoded
         once per distinct (codec class, websocket_type) and the frame sent raw to every
         target; a codec that is not ready for pre-encoded frames (``codec.ready`` false,
@@ -260,20 +267,28 @@ class GatewayCore(GatewayQueries):
         if len(targets) == 1:
             GatewayCore.send_one(targets[0], body, False, binary)
             return
-        cache = {}
+        # group the ready targets by frame: (codec class, websocket_type); nearly always one
+        groups = {}
+        last_cls = last_wt = bucket = None
         for c in targets:
             codec = c.codec
             if codec is None or not getattr(codec, 'ready', True):
                 # e.g. websocket before its handshake: the codec queues it
                 GatewayCore.send_one(c, body, False, binary)
                 continue
-            key = (codec.__class__, None if binary else getattr(c, 'websocket_type', None))
-            frame = cache.get(key)
-            if frame is None:
-                frame = cache[key] = codec.encode_binary(body) if binary else \
-                    codec.encode(body)
+            cls = codec.__class__
+            wt = None if binary else getattr(c, 'websocket_type', None)
+            if cls is not last_cls or wt != last_wt:
+                entry = groups.get((cls, wt))
+                if entry is None:
+                    frame = codec.encode_binary(body) if binary else codec.encode(body)
+                    entry = groups[(cls, wt)] = (frame, [])
+                bucket = entry[1]
+                last_cls, last_wt = cls, wt
+            bucket.append(c)
+        for frame, conns in groups.values():
             if frame:
-                c.send(frame, True)
+                self.write_each(conns, frame)
 
     # --- sends
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import errno
 from collections import deque
-from typing import Any, Callable, List, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, List, Optional, Protocol, runtime_checkable
 
 import _socket
 from gevent import get_hub
@@ -24,7 +24,8 @@ from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC
 from .badinput import input_failed, peer_log
 from .linger import linger_close
 
-__all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES", "linger_close"]
+__all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES",
+           "linger_close", "write_many"]
 
 log = get_logger("connection")
 
@@ -505,6 +506,25 @@ class TcpConnection:
     @websocketType.setter
     def websocketType(self, value: Any) -> None:
         self.websocket_type = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+
+
+def write_many(conns: Iterable["TcpConnection"], data: bytes) -> None:
+    """Queue the same framed bytes on many connections (a broadcast's fan-out): for each one
+    what `conn.send(data, raw=True)` does, without its per-call layers in the usual case (an
+    open connection with nothing queued); one loop callback then writes them all."""
+    size = len(data)
+    pending = _pending
+    for conn in conns:
+        if conn._status >= STATUS_CLOSING:
+            continue
+        if conn._out is None and conn._ww is None and size < conn.max_send_buffer_size:
+            conn._out = [data]
+            conn.send_buffer_size = size
+            pending.append(conn)
+        else:
+            conn.write(data)
+    if _pending and not _flush_scheduled:
+        _schedule_flush()
 
 
 def make_stream_socket(fd: int, family: int, nodelay: bool = True) -> Any:
