@@ -63,12 +63,13 @@ class Cluster:
     <role>-<id>.pid). Stopped with SIGINT to the master, SIGKILL to the group after 10 s."""
 
     def __init__(self, procs: Procs, cpu: Optional[int] = 0, gateway_count: int = 1,
-                 worker_count: int = 1, hello: bool = False) -> None:
+                 worker_count: int = 1, hello: bool = False, reuse_port: bool = False) -> None:
         self.procs = procs
         self.cpu = cpu
         self.gateway_count = gateway_count
         self.worker_count = worker_count
         self.hello = hello
+        self.reuse_port = reuse_port
         ports = free_ports(2 + gateway_count)
         self.register_port, self.port, self.start_port = ports[0], ports[1], ports[2]
         self.run_dir = os.path.join(BUILD, "cluster_%d" % self.port)
@@ -84,7 +85,8 @@ class Cluster:
                    GWB_GATEWAY_COUNT=str(self.gateway_count),
                    GWB_WORKER_COUNT=str(self.worker_count),
                    GWB_CPU="" if self.cpu is None else str(self.cpu),
-                   GWB_RUN_DIR=self.run_dir, GWB_HELLO="1" if self.hello else "0")
+                   GWB_RUN_DIR=self.run_dir, GWB_HELLO="1" if self.hello else "0",
+                   GWB_REUSE_PORT="1" if self.reuse_port else "0")
         return env
 
     @property
@@ -105,9 +107,11 @@ class Cluster:
         os.makedirs(self.run_dir)
         logf = open(self.log_path, "wb")
         log("cluster: GWB_GATEWAY_PORT=%d GWB_REGISTER_PORT=%d GWB_START_PORT=%d "
-            "GWB_CPU=%s GWB_HELLO=%d %s" % (self.port, self.register_port, self.start_port,
-                                            self.cpu, self.hello,
-                                            " ".join(shlex.quote(a) for a in self.command)))
+            "GWB_GATEWAY_COUNT=%d GWB_WORKER_COUNT=%d GWB_CPU=%s GWB_HELLO=%d "
+            "GWB_REUSE_PORT=%d %s" % (self.port, self.register_port, self.start_port,
+                                      self.gateway_count, self.worker_count, self.cpu,
+                                      self.hello, self.reuse_port,
+                                      " ".join(shlex.quote(a) for a in self.command)))
         self.master = self.procs.popen(self.command, env=self.env, stdout=logf,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         logf.close()
@@ -180,7 +184,7 @@ class Cluster:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, keep_log: bool = False) -> None:
         if self.master is None:
             return
         stop_master(self.procs, self.master, "cluster", timeout)
@@ -188,7 +192,7 @@ class Cluster:
         # the run dir (log, pid files) is removed after a clean run, kept for a look otherwise
         if self.log_has_traceback():
             log("cluster: its log has a traceback, kept: %s" % self.log_path)
-        elif sys.exc_info()[0] is not None:       # stopped while the driver is failing
+        elif sys.exc_info()[0] is not None or keep_log:   # the driver is failing
             log("cluster: log kept: %s" % self.log_path)
         else:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -275,22 +279,75 @@ class WsClient:
 class Receivers:
     """Long-lived `wsload --mode listen|idle` processes (stdin kept open: "reset"/"stats"
     commands, EOF ends them), split over several processes with a source address each
-    (127.0.0.2, .3, ...): the open-files cap is 20 000 per process."""
+    (127.0.0.2, .3, ...): the open-files cap is 20 000 per process. `srcs`: the --src argument
+    of each process instead (e.g. "127.0.0.2-5"); `log_dir`: their stderr goes to
+    log_dir/client-<i>.log (not quiet) instead of a pipe (quiet)."""
 
     def __init__(self, procs: Procs, port: int, conns: int, processes: int,
-                 extra: Iterable, mode: str = "listen", cpu: Optional[int] = 1) -> None:
+                 extra: Iterable, mode: str = "listen", cpu: Optional[int] = 1,
+                 srcs: Optional[List[str]] = None, log_dir: Optional[str] = None) -> None:
         self.procs = procs
         self.conns = conns
         self.per = [conns // processes + (1 if i < conns % processes else 0)
                     for i in range(processes)]
         self.clients: List[subprocess.Popen] = []
         self._buf: Dict[int, bytes] = {}
+        self.logs: List[str] = []
         for i, n in enumerate(self.per):
+            src = srcs[i] if srcs else "127.0.0.%d" % (2 + i)
             cmd = wsload_cmd(["--mode", mode, "--port", port, "-c", n, "-d", "0", "-w", "0",
-                              "--src", "127.0.0.%d" % (2 + i), "-q"] + list(extra), cpu)
-            log("client: " + " ".join(shlex.quote(str(a)) for a in cmd))
-            self.clients.append(procs.popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, bufsize=0))
+                              "--src", src] + ([] if log_dir else ["-q"]) + list(extra), cpu)
+            if i < 3 or i == len(self.per) - 1:
+                log("client: " + " ".join(shlex.quote(str(a)) for a in cmd))
+            elif i == 3:
+                log("client: ...")
+            if log_dir:
+                path = os.path.join(log_dir, "client-%d.log" % i)
+                self.logs.append(path)
+                with open(path, "wb") as errf:
+                    self.clients.append(procs.popen(cmd, stdin=subprocess.PIPE,
+                                                    stdout=subprocess.PIPE, stderr=errf,
+                                                    bufsize=0))
+            else:
+                self.clients.append(procs.popen(cmd, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, bufsize=0))
+
+    def _stderr(self, c: subprocess.Popen) -> str:
+        if c.stderr is not None:
+            return c.stderr.read().decode(errors="replace")[-2000:]
+        try:
+            with open(self.logs[self.clients.index(c)], errors="replace") as f:
+                return f.read()[-2000:]
+        except (OSError, ValueError, IndexError):
+            return ""
+
+    def poll_lines(self, timeout: float) -> List[tuple]:
+        """(process index, line) for every complete line the processes printed, waiting up to
+        `timeout` for the first; an exited process raises BenchError."""
+        out = []
+        for i, c in enumerate(self.clients):
+            buf = self._buf.get(c.stdout.fileno(), b"")
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                out.append((i, line.decode()))
+            self._buf[c.stdout.fileno()] = buf
+        if out:
+            return out
+        fds = {c.stdout.fileno(): i for i, c in enumerate(self.clients)}
+        for fd in select.select(list(fds), [], [], timeout)[0]:
+            c = self.clients[fds[fd]]
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                c.wait(5)
+                raise BenchError("a wsload receiver exited (%s):\n%s"
+                                 % (c.returncode, self._stderr(c)))
+            buf = self._buf.get(fd, b"") + chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                out.append((fds[fd], line.decode()))
+            self._buf[fd] = buf
+        return out
 
     def _readline(self, c: subprocess.Popen, deadline: float, what: str) -> str:
         """One line of c's stdout (own buffer over os.read: select() stays truthful)."""
@@ -304,8 +361,7 @@ class Receivers:
             if not chunk:
                 c.wait(5)
                 raise BenchError("a wsload receiver exited (%s) during %s:\n%s"
-                                 % (c.returncode, what,
-                                    c.stderr.read().decode(errors="replace")[-2000:]))
+                                 % (c.returncode, what, self._stderr(c)))
             buf += chunk
         line, buf = buf.split(b"\n", 1)
         self._buf[fd] = buf
@@ -349,7 +405,8 @@ class Receivers:
             out = (self._buf.pop(fd, b"") + out).decode(errors="replace")
             if c.returncode != 0:
                 raise BenchError("wsload receiver exited with %d:\n%s"
-                                 % (c.returncode, err.decode(errors="replace")[-2000:]))
+                                 % (c.returncode, err.decode(errors="replace")[-2000:]
+                                    if err is not None else self._stderr(c)))
             results.append(parse_result(out))
         self.clients = []
         return results

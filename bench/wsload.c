@@ -56,6 +56,18 @@
  * errors=N ready=N p50_us=... p90_us=... p99_us=... max_us=..." (since the last reset); a
  * driver can so keep 10 000 receivers connected over several measurements.
  *
+ * Holding many connections (bench/scale_1m.py): --retries N lets a connection whose connect or
+ * handshake failed (refused, reset, closed, timed out by --setup-timeout) be tried again up to N
+ * times, --retry-delay S apart; one that still fails is counted (failed=, in the ready line)
+ * instead of ending the run. --connect-rate R caps the connection attempts per second (new and
+ * retried), --concurrency the attempts in progress. In idle/listen modes the stdin command
+ * "expect TOKEN" (answered "expecting conns=N") makes every open connection count the text
+ * frames whose payload is exactly TOKEN; "count" prints "count once=N zero=N multi=N wrong=N
+ * lost=N failed=N ready=N first_ns=T last_ns=T": open connections that got it once, never, more
+ * than once, other frames received meanwhile, and the CLOCK_MONOTONIC times of the first and
+ * last matching receipt. --close rst also releases idle/listen connections with a reset (no
+ * TIME_WAIT left behind).
+ *
  * Exit status: 0 ok, 1 usage, 2 setup failed (connections could not be opened/handshaken),
  * 3 errors during the run (connections lost, bad frames); the result line is printed anyway.
  */
@@ -116,10 +128,13 @@ static struct {
     pid_t cpu_pids[MAX_CPU_PIDS];
     int ncpu_pids;
     int quiet;
+    int retries;        /* setup failures retried per connection (0: a failure ends the run) */
+    double retry_delay; /* seconds before a failed connection is tried again */
+    double connect_rate;/* connection attempts per second (0: only --concurrency bounds them) */
 } o = {
     .mode = M_ECHO, .host = "127.0.0.1", .port = 8282, .path = "/", .conns = 100,
     .inflight = 10, .size = 64, .warmup = 2.0, .duration = 5.0, .rate = 1000.0,
-    .concurrency = 256, .setup_timeout = 60.0, .close_how = CLOSE_FIN,
+    .concurrency = 256, .setup_timeout = 60.0, .close_how = CLOSE_FIN, .retry_delay = 0.5,
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -305,6 +320,8 @@ struct conn {
     int fd;
     uint8_t state;
     uint8_t want_write;     /* send buffer has data the kernel did not take yet */
+    uint8_t tries;          /* setup attempts that failed (--retries) */
+    uint8_t hits;           /* frames equal to the "expect" token (saturates at 255) */
     uint32_t idx;
     uint32_t inflight;
     uint32_t gen;           /* bumped on close: tells a handler its socket went away */
@@ -338,7 +355,24 @@ static struct {
     double w_srv_each_user[MAX_CPU_PIDS], w_srv_each_sys[MAX_CPU_PIDS];
     struct hist hist;
     uint64_t send_due_base;   /* send mode */
+    int failed;               /* connections given up after --retries */
+    uint64_t retried, setup_errors;
+    double tokens;            /* --connect-rate bucket */
+    uint64_t tokens_at;
 } R;
+
+/* connections waiting for their retry, in due order (the delay is constant): a ring */
+static uint32_t *rq_idx;
+static uint64_t *rq_due;
+static uint32_t rq_head, rq_len;
+
+/* the "expect" token and what its receipt looked like */
+static struct {
+    char tok[256];
+    size_t len;
+    int on;
+    uint64_t first, last, wrong;
+} X;
 
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { (void)sig; got_signal = 1; }
@@ -507,9 +541,11 @@ static void all_ready(void)
 {
     R.all_ready = 1;
     R.t_ready = now_ns();
-    msg("%d connection(s) ready in %.3f s", o.conns, (double)(R.t_ready - R.t0) / 1e9);
+    msg("%d connection(s) ready in %.3f s (%d failed, %llu retries)", o.conns - R.failed,
+        (double)(R.t_ready - R.t0) / 1e9, R.failed, (unsigned long long)R.retried);
     if (o.mode == M_IDLE || o.mode == M_LISTEN || o.mode == M_SEND) {
-        printf("ready conns=%d\n", o.conns);
+        printf("ready conns=%d failed=%d retried=%llu\n", o.conns - R.failed, R.failed,
+               (unsigned long long)R.retried);
         fflush(stdout);
     }
     if (o.mode == M_ECHO) {
@@ -534,17 +570,93 @@ static void conn_ready(struct conn *c)
     c->state = C_OPEN;
     R.nready++;
     R.opening--;
-    if (R.nready == o.conns)
+    if (R.nready + R.failed == o.conns)
         R.ready_pending = 1;     /* all_ready() runs from the main loop, outside any batch */
+}
+
+/* --connect-rate: one token per attempt; the bucket holds at most a tenth of a second's */
+static int rate_ok(uint64_t now)
+{
+    if (o.connect_rate <= 0)
+        return 1;
+    double cap = o.connect_rate / 10.0 < 1.0 ? 1.0 : o.connect_rate / 10.0;
+    if (!R.tokens_at)
+        R.tokens = 1.0;
+    else
+        R.tokens += (double)(now - R.tokens_at) * o.connect_rate / 1e9;
+    R.tokens_at = now;
+    if (R.tokens > cap)
+        R.tokens = cap;
+    if (R.tokens < 1.0)
+        return 0;
+    R.tokens -= 1.0;
+    return 1;
 }
 
 static void open_more(void)
 {
-    while (R.opening < o.concurrency && R.opened < o.conns) {
-        struct conn *c = &conns[R.opened++];
+    uint64_t now = now_ns();
+    while (R.opening < o.concurrency) {
+        struct conn *c;
+        int retry = rq_len && rq_due[rq_head] <= now;
+        if (!retry && R.opened >= o.conns)
+            break;
+        if (!rate_ok(now))
+            break;
+        if (retry) {
+            c = &conns[rq_idx[rq_head]];
+            rq_head = (rq_head + 1) % (uint32_t)o.conns;
+            rq_len--;
+        } else {
+            c = &conns[R.opened++];
+        }
         R.opening++;
         conn_open(c);
     }
+}
+
+/* --retries: a connection failed before it was ready; try it again later or give it up */
+static void setup_failed(struct conn *c, const char *why)
+{
+    R.setup_errors++;
+    if (R.setup_errors <= 5)
+        msg("connection %u failed during setup (attempt %u): %s", c->idx, c->tries + 1u, why);
+    conn_close(c, 1);
+    R.opening--;
+    if (c->tries < o.retries) {
+        c->tries++;
+        R.retried++;
+        uint32_t at = (rq_head + rq_len) % (uint32_t)o.conns;
+        rq_idx[at] = c->idx;
+        rq_due[at] = now_ns() + (uint64_t)(o.retry_delay * 1e9);
+        rq_len++;
+        return;
+    }
+    R.failed++;
+    if (R.failed <= 5)
+        msg("connection %u given up after %u attempts: %s", c->idx, c->tries + 1u, why);
+    if (R.nready + R.failed == o.conns)
+        R.ready_pending = 1;
+}
+
+/* --setup-timeout with --retries: whatever is not ready now counts as failed */
+static void setup_give_up(void)
+{
+    int n = 0;
+    for (int i = 0; i < o.conns; i++) {
+        struct conn *c = &conns[i];
+        if (c->state == C_OPEN)
+            continue;
+        if (c->fd >= 0)
+            conn_close(c, 1);
+        n++;
+    }
+    rq_len = 0;
+    R.opened = o.conns;
+    R.opening = 0;
+    R.failed = n;
+    msg("setup timed out: %d connection(s) not ready, counted as failed", n);
+    R.ready_pending = 1;
 }
 
 /* a connection failed or was closed by the server */
@@ -565,6 +677,10 @@ static void conn_lost(struct conn *c, const char *why)
         return;
     }
     if (was != C_OPEN) {
+        if (o.retries && !R.all_ready) {
+            setup_failed(c, why);
+            return;
+        }
         die(2, "connection %u could not be set up: %s (%d of %d ready)", c->idx, why,
             R.nready, o.conns);
     }
@@ -581,6 +697,7 @@ static void conn_open(struct conn *c)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die(2, "socket(): %s", strerror(errno));
+    c->fd = fd;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (o.nsrc) {
@@ -591,7 +708,6 @@ static void conn_open(struct conn *c)
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
             die(2, "bind(%s): %s", inet_ntoa(sa.sin_addr), strerror(errno));
     }
-    c->fd = fd;
     c->state = C_CONNECTING;
     c->t_start = now_ns();
     c->carry_len = 0;
@@ -611,6 +727,10 @@ static void conn_open(struct conn *c)
             if (R.errors > 1000000)
                 die(2, "too many connect errors");
             /* retry later from the main loop */
+            return;
+        }
+        if (o.retries && o.mode != M_HANDSHAKE) {
+            setup_failed(c, strerror(e));     /* the socket is closed already */
             return;
         }
         die(2, "connect(): %s", strerror(e));
@@ -739,6 +859,18 @@ static ssize_t parse_frames(struct conn *c, unsigned char *buf, size_t len)
         switch (op) {
         case 1:
         case 2:
+            if (X.on && fin && c->state == C_OPEN) {
+                if (op == 1 && n == X.len && !memcmp(p, X.tok, X.len)) {
+                    if (c->hits < 255)
+                        c->hits++;
+                    if (!X.first)
+                        X.first = now;
+                    X.last = now;
+                } else {
+                    X.wrong++;
+                }
+                break;
+            }
             if (fin)
                 on_message(c, payload_ts(p, n, op), now);
             else
@@ -1044,7 +1176,7 @@ static void print_result(void)
  *           p50_us=... p90_us=... p99_us=... max_us=...  (everything since the last reset)
  * Other lines are ignored; stdin closing still ends the run. */
 static struct {
-    char line[64];
+    char line[320];
     size_t len;
     uint64_t received, other;
 } cmd;
@@ -1064,6 +1196,35 @@ static void stdin_command(const char *line)
                (unsigned long long)(R.errors + R.bad), R.nready, h_pct_us(&R.hist, 0.50),
                h_pct_us(&R.hist, 0.90), h_pct_us(&R.hist, 0.99),
                (double)R.hist.max / 1000.0);
+        fflush(stdout);
+    } else if (!strncmp(line, "expect ", 7)) {
+        size_t n = strlen(line + 7);
+        if (n >= sizeof X.tok)
+            n = sizeof X.tok - 1;
+        memcpy(X.tok, line + 7, n);
+        X.len = n;
+        X.first = X.last = X.wrong = 0;
+        for (int i = 0; i < o.conns; i++)
+            conns[i].hits = 0;
+        X.on = 1;
+        printf("expecting conns=%d\n", R.nready);
+        fflush(stdout);
+    } else if (!strcmp(line, "count")) {
+        int once = 0, zero = 0, multi = 0;
+        for (int i = 0; i < o.conns; i++) {
+            if (conns[i].state != C_OPEN)
+                continue;
+            if (conns[i].hits == 0)
+                zero++;
+            else if (conns[i].hits == 1)
+                once++;
+            else
+                multi++;
+        }
+        printf("count once=%d zero=%d multi=%d wrong=%llu lost=%llu failed=%d ready=%d "
+               "first_ns=%llu last_ns=%llu\n", once, zero, multi, (unsigned long long)X.wrong,
+               (unsigned long long)R.lost, R.failed, R.nready, (unsigned long long)X.first,
+               (unsigned long long)X.last);
         fflush(stdout);
     }
 }
@@ -1114,9 +1275,15 @@ static int run(void)
             now = now_ns();
         }
         if (!R.all_ready) {
-            if (now > setup_deadline)
-                die(2, "setup timed out: %d of %d connection(s) ready", R.nready, o.conns);
+            if (now > setup_deadline && !R.ready_pending) {
+                if (!o.retries)
+                    die(2, "setup timed out: %d of %d connection(s) ready", R.nready, o.conns);
+                setup_give_up();
+                continue;
+            }
             open_more();
+            if (o.connect_rate > 0 || rq_len)
+                timeout = 5;
         } else if (!R.finished) {
             if (R.t_window && !R.measuring && now >= R.t_window)
                 in_window_snapshot(1);
@@ -1182,7 +1349,8 @@ static int run(void)
         msg("idle: releasing %d connection(s)", o.conns);
     for (int i = 0; i < o.conns; i++)
         if (conns[i].fd >= 0)
-            conn_close(&conns[i], o.mode == M_ECHO || o.mode == M_SEND);
+            conn_close(&conns[i], o.mode == M_ECHO || o.mode == M_SEND ||
+                                  o.close_how == CLOSE_RST);
     return (R.errors || R.bad || R.lost) ? 3 : 0;
 }
 
@@ -1204,17 +1372,26 @@ static void usage(void)
         "  -d, --duration S   measured window (default 5; idle/listen 0 = until stdin closes)\n"
         "  --rate R           send mode: messages/s over all connections (default 1000)\n"
         "  --concurrency N    connections being opened at once (default 256)\n"
-        "  --setup-timeout S  give up if not all connections are ready by then (default 60)\n"
+        "  --setup-timeout S  give up if not all connections are ready by then (default 60;\n"
+        "                     with --retries the ones not ready count as failed)\n"
+        "  --retries N        retry a connection whose setup failed up to N times, then count\n"
+        "                     it as failed instead of ending the run (default 0)\n"
+        "  --retry-delay S    seconds before such a retry (default 0.5)\n"
+        "  --connect-rate R   at most R connection attempts per second (default: no cap)\n"
         "  --login TEXT       text frame sent after the handshake (%i = connection index)\n"
         "  --login-wait       a connection is ready once a frame came back after the login\n"
         "                     (without --login: once the server's first frame arrived)\n"
         "  --header 'N: v'    extra request header (repeatable)\n"
         "  --browser          add the headers a browser sends (User-Agent, Origin, Cookie...)\n"
-        "  --close fin|rst|ws handshake mode: how to end each connection (default fin)\n"
+        "  --close fin|rst|ws handshake mode: how to end each connection (default fin);\n"
+        "                     idle/listen: rst releases the connections with a reset\n"
         "  --cpu-pid P[,P..]  report utime and stime of these processes over the window\n"
         "  -q, --quiet        no progress on stderr\n"
         "idle/listen modes read stdin lines: 'reset' (new window: histogram and counters\n"
-        "from zero), 'stats' (prints 'stats received=N ... p50_us=... p99_us=...'); EOF ends.\n",
+        "from zero), 'stats' (prints 'stats received=N ... p50_us=... p99_us=...'),\n"
+        "'expect TOKEN' (count text frames equal to TOKEN per connection; answers\n"
+        "'expecting conns=N'), 'count' (prints 'count once=N zero=N multi=N wrong=N lost=N\n"
+        "failed=N ready=N first_ns=T last_ns=T'); EOF ends.\n",
         stderr);
 }
 
@@ -1270,7 +1447,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PATH, O_SRC, O_BINARY, O_RATE, O_CONC, O_SETUP, O_LOGIN,
            O_LOGIN_WAIT, O_CLOSE, O_CPU, O_MODE, O_HANDSHAKE, O_IDLE, O_LISTEN, O_HEADER,
-           O_BROWSER };
+           O_BROWSER, O_RETRIES, O_RETRY_DELAY, O_CONNECT_RATE };
     static const struct option lo[] = {
         {"mode", 1, 0, O_MODE}, {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT},
         {"path", 1, 0, O_PATH}, {"src", 1, 0, O_SRC}, {"conns", 1, 0, 'c'},
@@ -1281,6 +1458,8 @@ static void parse_args(int argc, char **argv)
         {"close", 1, 0, O_CLOSE}, {"cpu-pid", 1, 0, O_CPU}, {"quiet", 0, 0, 'q'},
         {"handshake", 0, 0, O_HANDSHAKE}, {"idle", 1, 0, O_IDLE}, {"listen", 0, 0, O_LISTEN},
         {"header", 1, 0, O_HEADER}, {"browser", 0, 0, O_BROWSER},
+        {"retries", 1, 0, O_RETRIES}, {"retry-delay", 1, 0, O_RETRY_DELAY},
+        {"connect-rate", 1, 0, O_CONNECT_RATE},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:k:s:w:d:qh", lo, NULL)) != -1) {
@@ -1315,6 +1494,9 @@ static void parse_args(int argc, char **argv)
         case O_LOGIN: o.login = optarg; break;
         case O_LOGIN_WAIT: o.login_wait = 1; break;
         case O_HEADER: add_header(optarg); break;
+        case O_RETRIES: o.retries = atoi(optarg); break;
+        case O_RETRY_DELAY: o.retry_delay = atof(optarg); break;
+        case O_CONNECT_RATE: o.connect_rate = atof(optarg); break;
         case O_BROWSER:
             for (int i = 0; BROWSER_HEADERS[i]; i++)
                 add_header(BROWSER_HEADERS[i]);
@@ -1345,6 +1527,8 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         die(1, "unexpected argument %s", argv[optind]);
+    if (o.retries < 0 || o.retries > 255 || o.retry_delay < 0 || o.connect_rate < 0)
+        die(1, "--retries must be 0..255, --retry-delay and --connect-rate >= 0");
     if (o.conns < 1 || o.port < 1 || o.size < 0 || o.inflight < 1 || o.concurrency < 1)
         die(1, "bad numbers (conns, port, size, inflight, concurrency must be positive)");
     if (o.size > OBUF_SIZE / 4)
@@ -1392,7 +1576,9 @@ int main(int argc, char **argv)
     rbuf = malloc(RBUF_SIZE);
     obuf = malloc(OBUF_SIZE);
     conns = calloc((size_t)o.conns, sizeof *conns);
-    if (!rbuf || !obuf || !conns)
+    rq_idx = calloc((size_t)o.conns, sizeof *rq_idx);
+    rq_due = calloc((size_t)o.conns, sizeof *rq_due);
+    if (!rbuf || !obuf || !conns || !rq_idx || !rq_due)
         die(2, "out of memory");
     for (int i = 0; i < o.conns; i++) {
         conns[i].fd = -1;

@@ -157,6 +157,43 @@ def test_hold_while_no_worker_is_bounded(no_worker_cluster):
     assert c.result("echo", "after") == ["after"]
 
 
+@pytest.fixture
+def one_worker_cluster():
+    c = Cluster(ws_count=1, text=False, worker_count=1, hold_timeout=HOLD)
+    try:
+        c.start("start_register.py")
+        c.start("start_gateway_ws.py")
+        c.start("start_businessworker.py")
+        c.wait_registered(1)
+        c.ws().close()                  # the worker is linked: a hello came back
+        yield c
+    finally:
+        c.teardown()
+
+
+def test_client_held_while_the_only_worker_is_silent_goes_to_it_when_it_answers(
+        one_worker_cluster):
+    """The only worker's loop is busy longer than worker_ping_timeout (1 s): the gateway
+    suspends it, and a client that connects meanwhile waits in the no-worker hold. Once the
+    worker answers pings again, that client goes to it (before the fix it was dropped at
+    hold_timeout although the worker was back: 1 000 000-connection scale run, 316 of 300 000
+    clients dropped that way)."""
+    cluster = one_worker_cluster
+    busy = cluster.ws()
+    busy.request("busy", 2.5)
+    t0 = time.monotonic()
+    time.sleep(1.6)                     # suspended after 1.0-1.4 s
+    late = cluster.ws(hello=False)
+    hello = json.loads(late.recv(timeout=HOLD + 3))
+    assert hello["ev"] == "hello", hello
+    # past the moment the hold would have dropped it (connect + HOLD)
+    time.sleep(max(0.0, t0 + 1.6 + HOLD + 0.5 - time.monotonic()))
+    assert not late.closed
+    assert late.result("echo", "still here") == ["still here"]
+    assert cluster.log_count("has not answered pings") >= 1     # the scenario happened
+    assert cluster.log_count("are not ready") == 0
+
+
 # ------------------------------------------------------------------ sessions
 
 def test_session_write_back(cluster):

@@ -141,6 +141,11 @@ class WorkerSuspension:
         for conn, packets in susp.take():
             for packet in packets:
                 link.write(packet, force=True)
+        if self._held:
+            # clients that came while no worker could be routed to waited in the no-worker
+            # hold (gateway_flow.py); a worker is routable again, so they go now instead of
+            # being dropped at hold_timeout
+            self._flush_held()
         log_once(log, "answers-" + key, "gateway %s:%d: worker %s answers again after %.1f s; "
                  "%d waiting event(s) sent on", self.lan_ip, self.lan_port, key,
                  time.monotonic() - susp.since, held)

@@ -7,6 +7,8 @@ free ports and set them; the defaults let you start it by hand):
     GWB_RUN_DIR   where the launcher keeps its pid/status files and each process writes
                   <role>-<id>.pid once it is pinned (default: this directory)
     GWB_HELLO=1   on_connect sends "hello" to the new client
+    GWB_REUSE_PORT=1  every gateway process binds its own listening socket (SO_REUSEPORT):
+                  the kernel spreads clients evenly over them (bench/scale_1m.py)
 """
 import os
 import sys
@@ -33,6 +35,7 @@ GATEWAY_COUNT = num("GATEWAY_COUNT", 1)
 WORKER_COUNT = num("WORKER_COUNT", 1)
 CPU = get("CPU")
 RUN_DIR = get("RUN_DIR", HERE)
+REUSE_PORT = get("REUSE_PORT") == "1"
 
 
 def on_worker_start(role):

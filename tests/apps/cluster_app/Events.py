@@ -87,6 +87,11 @@ def _run(op, args):
     if op == "spin":
         while True:            # a handler that never yields: the watchdog's case
             pass
+    if op == "busy":
+        end = time.monotonic() + args[0]
+        while time.monotonic() < end:   # holds the worker's loop (no yield) for a while
+            pass
+        return args
     if op == "context":
         return {"client_id": context.client_id, "server": context.server,
                 "client_ip": context.client_ip}
