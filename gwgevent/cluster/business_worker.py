@@ -88,7 +88,9 @@ class BusinessWorker(WorkerSessions, Worker):
         self._register_links: List[AsyncTcpConnection] = []
         self._handlers: Dict[str, Optional[Callable]] = {}
         self._handler: Any = None
-        self._queues: Dict[str, deque] = {}
+        # a client with an event queued or running is in _queues; its value holds the events
+        # that arrived meanwhile (None until one does); _ready holds (client_id, first event)
+        self._queues: Dict[str, Optional[deque]] = {}
         self._ready: deque = deque()
         self._active = 0
         self._paused = False
@@ -249,7 +251,7 @@ class BusinessWorker(WorkerSessions, Worker):
         reads what we wrote. An overloaded gateway may take seconds to read our replies, and
         our CMD_WORKER_DRAIN waits behind them (in the kernel's send queue, hence TIOCOUTQ)."""
         return (self.total_request, self._active,
-                sum(len(q) for q in self._queues.values()),
+                len(self._ready) + sum(len(q) for q in self._queues.values() if q),
                 sum(link.kernel_queues()[1] for link in self.gateway_links.values()
                     if link.status == STATUS_ESTABLISHED))
 
@@ -381,22 +383,30 @@ class BusinessWorker(WorkerSessions, Worker):
         queues = self._queues
         ready = self._ready
         gateways = self._gateway_cache
+        names = _EVENT_NAMES
+        last_ip = last_port = prefix = None
         for pkt in packets:
-            cmd = pkt.cmd
-            if cmd not in _EVENT_NAMES:
+            if pkt.cmd not in names:
                 self._gateway_control(link, pkt)
                 continue
             self.total_request += 1
-            gw = gateways.get((pkt.local_ip, pkt.local_port))
-            if gw is None:
-                gw = self._gateway_info(pkt.local_ip, pkt.local_port)
-            cid = gw[0] + "%08x" % pkt.connection_id
-            q = queues.get(cid)
-            if q is not None:
-                q.append(pkt)    # that client's events are queued or running: keep the order
+            ip, port = pkt.local_ip, pkt.local_port
+            if ip != last_ip or port != last_port:      # one gateway per link: looked up once
+                gw = gateways.get((ip, port))
+                if gw is None:
+                    gw = self._gateway_info(ip, port)
+                prefix, last_ip, last_port = gw[0], ip, port
+            cid = "%s%08x" % (prefix, pkt.connection_id)
+            if cid in queues:
+                # that client's events are queued or running: keep the order
+                q = queues[cid]
+                if q is None:
+                    queues[cid] = deque((pkt,))
+                else:
+                    q.append(pkt)
                 continue
-            queues[cid] = deque((pkt,))
-            ready.append(cid)
+            queues[cid] = None
+            ready.append((cid, pkt))
         self._pump()
 
     def _gateway_control(self, link: AsyncTcpConnection, pkt: Any) -> None:
@@ -449,17 +459,20 @@ class BusinessWorker(WorkerSessions, Worker):
         handle = self._handle_event
         try:
             while ready:
-                cid = ready.popleft()
-                q = queues[cid]
+                cid, pkt = ready.popleft()
                 try:
-                    while q:
+                    while True:
                         try:
-                            handle(cid, q.popleft())
+                            handle(cid, pkt)
                         except Exception:
                             # a framework failure (not the handler's: those are caught inside)
                             # must not end this runner with other clients still in `ready`
                             log.exception("worker %s #%d: event of %s failed", self.name,
                                           self.id, cid)
+                        q = queues[cid]     # events of this client that came meanwhile
+                        if not q:
+                            break
+                        pkt = q.popleft()
                 finally:
                     del queues[cid]
         finally:
