@@ -14,16 +14,15 @@ int XOR, and precomputed 2-byte headers for short frames.
 """
 from __future__ import annotations
 
-import struct
 from codecs import utf_8_decode
 from typing import Any, List, Optional
 
-from .. import accel
 from ._base import CLOSE, CodecBase, to_bytes
 from ._handshake import (HTTP_400, HTTP_400_VERSION, HTTP_426, build_handshake_data,
                          intern_path, parse_request, response_101, valid_key)
 
-__all__ = ["WebSocketCodec", "encode_frame", "close_frame", "unmask"]
+__all__ = ["WebSocketCodec", "encode_frame", "close_frame", "unmask", "py_unmask",
+           "py_encode_frame"]
 
 #: codec states. CLOSING: the codec answered or failed the connection and put its close frame
 #: in `out`; the owner may hold that frame back a little (the Gateway waits for its worker's
@@ -36,82 +35,18 @@ MAX_HANDSHAKE = 16384
 #: max_send_buffer_size of its own
 DEFAULT_QUEUE_LIMIT = 1048576
 
-_UNMASK_CHUNK = 16384
-_from_bytes = int.from_bytes
-# for payloads < 126 bytes: mask32 * _REPUNIT[n] repeats the mask over ceil(n/4) words,
-# & _LOW_BYTES[n] cuts it to n bytes (cheaper than building a repeated mask bytes object)
-_REPUNIT = tuple(_from_bytes(b"\x01\x00\x00\x00" * ((n + 3) >> 2), "little") for n in range(126))
-_LOW_BYTES = tuple((1 << (8 * n)) - 1 for n in range(126))
-_PACK_16 = struct.Struct("!BBH").pack
-_PACK_64 = struct.Struct("!BBQ").pack
-
-# 2-byte headers for unmasked server frames with a 0..125 byte payload, per first byte
-_SHORT_HEADERS = {bytes((op,)): tuple(bytes((op, n)) for n in range(126))
-                  for op in (0x81, 0x82)}
-_TEXT_HEADERS = _SHORT_HEADERS[b"\x81"]
-
 # close codes a peer may send (RFC 6455 §7.4, IANA registry): 1000-1003, 1007-1014, 3000-4999
 _VALID_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015)) | \
     frozenset(range(3000, 5000))
 
 PROTOCOL_ERROR, INVALID_PAYLOAD, TOO_BIG = 1002, 1007, 1009
 
-# the one close frame sent by far the most often
-_CLOSE_1000 = b"\x88\x02\x03\xe8"
+from .wsframe import (CLOSE_1000 as _CLOSE_1000, LOW_BYTES as _LOW_BYTES,  # noqa: E402
+                      REPUNIT as _REPUNIT, SHORT_HEADERS as _SHORT_HEADERS, close_frame,
+                      encode_frame, py_encode_frame, py_unmask, unmask)
+from .wsframe import ws_frames as _ws_frames  # noqa: E402  (None: pure Python; tests patch it)
 
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR the payload with the 4-byte mask. One big-int XOR beats a per-byte Python loop by
-    ~35x; under 126 bytes the mask int is spread by one multiplication instead of building a
-    repeated mask; above 16 KB, fixed 16 KB slices sharing one mask int are ~2.5x faster than
-    one huge int (the conversions stay in cache). Measurements: vendor_notes/websocket.md."""
-    n = len(payload)
-    if n < 126:
-        return ((_from_bytes(payload, "little") ^ _from_bytes(mask, "little") * _REPUNIT[n])
-                & _LOW_BYTES[n]).to_bytes(n, "little")
-    if n <= _UNMASK_CHUNK:
-        return (int.from_bytes(payload, "little")
-                ^ int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(n, "little")
-    size = _UNMASK_CHUNK
-    m = int.from_bytes(mask * (size >> 2), "little")
-    fb = int.from_bytes
-    parts = [(fb(payload[i:i + size], "little") ^ m).to_bytes(size, "little")
-             for i in range(0, n - size + 1, size)]
-    rest = n % size
-    if rest:
-        parts.append(unmask(payload[n - rest:], mask))
-    return b"".join(parts)
-
-
-def encode_frame(payload: bytes, opcode_byte: int = 0x81) -> bytes:
-    """One unmasked server frame (FIN set in opcode_byte, e.g. 0x81 text, 0x82 binary).
-    The gateway calls this once for a broadcast and sends the result raw to every receiver."""
-    n = len(payload)
-    if n < 126:
-        if opcode_byte == 0x81:
-            return _TEXT_HEADERS[n] + payload
-        return bytes((opcode_byte, n)) + payload
-    if n < 65536:
-        return _PACK_16(opcode_byte, 126, n) + payload
-    return _PACK_64(opcode_byte, 127, n) + payload
-
-
-# the C versions (gwgevent/_speedups.c) where built; the Python ones above stay the reference
-# (tests/test_speedups.py compares them on every vector)
-py_unmask, py_encode_frame = unmask, encode_frame
-_ws_frames = None
-if accel.speedups is not None:
-    unmask = accel.speedups.unmask
-    encode_frame = accel.speedups.encode_frame
-    _ws_frames = accel.speedups.ws_frames
-
-
-def close_frame(code: int = 1000, reason: bytes = b"") -> bytes:
-    """A close frame with a status code (and optional reason, at most 123 bytes)."""
-    if code == 1000 and not reason:
-        return _CLOSE_1000
-    body = code.to_bytes(2, "big") + reason[:123]
-    return bytes((0x88, len(body))) + body
+_from_bytes = int.from_bytes
 
 
 def _bad_tail(tail: bytes) -> bool:
@@ -232,6 +167,15 @@ class WebSocketCodec(CodecBase):
         """Parse received bytes; return complete messages (str for text unless raw_text,
         bytes for binary). Side effects (out/handshake/closing/error/more) set `pending`.
         (`_msgs` is internal: messages already completed earlier in the same read.)"""
+        if _ws_frames is not None and self.state == OPEN and not self.more and not self.buf \
+                and self.cur is None and self.frag is None and _msgs is None:
+            # the usual read: whole data frames, nothing carried over (the C loop, see accel)
+            msgs: List[Any] = []
+            pos = _ws_frames(data, 0, self.conn.max_package_size, self.raw_text, msgs)
+            if pos == len(data):
+                return msgs
+            self.buf = data[pos:]       # a partial or control frame: the general path below
+            return self.feed(b"", msgs)
         if self.state != OPEN:
             if self.state == HANDSHAKE:
                 return self._feed_handshake(data)

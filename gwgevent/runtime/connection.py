@@ -304,14 +304,11 @@ class TcpConnection:
             except Exception:
                 log.exception("on_error callback failed for connection %s", self.id)
 
-    def _send_raw(self, data: bytes) -> int:
-        return self.sock.send(data)
-
     def _flush(self) -> None:
         out = self._out
         data = out[0] if len(out) == 1 else b"".join(out)
         try:
-            sent = self._send_raw(data)
+            sent = self.sock.send(data)     # (TLS connections override _flush)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
