@@ -60,24 +60,37 @@ is_ascii(const unsigned char *s, Py_ssize_t n)
 }
 
 static PyObject *
-ws_frames(PyObject *self, PyObject *args)
+ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    /* METH_FASTCALL: called once per read, so no argument tuple to build and parse */
     Py_buffer view;
     Py_ssize_t pos, limit;
     int raw;
-    PyObject *msgs, *limit_obj;
-    if (!PyArg_ParseTuple(args, "y*nOpO!:ws_frames", &view, &pos, &limit_obj, &raw,
-                          &PyList_Type, &msgs))
+    PyObject *msgs;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ws_frames(buf, pos, limit, raw, msgs)");
         return NULL;
-    limit = PyLong_AsSsize_t(limit_obj);     /* a limit above the address space: no limit */
+    }
+    msgs = args[4];
+    if (!PyList_Check(msgs)) {
+        PyErr_SetString(PyExc_TypeError, "ws_frames: msgs must be a list");
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    raw = PyObject_IsTrue(args[3]);
+    if (raw < 0)
+        return NULL;
+    limit = PyLong_AsSsize_t(args[2]);     /* a limit above the address space: no limit */
     if (limit == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyBuffer_Release(&view);
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
             return NULL;
-        }
         PyErr_Clear();
         limit = PY_SSIZE_T_MAX;
     }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t size = view.len;
     if (pos < 0)
@@ -212,7 +225,7 @@ encode_frame(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"ws_frames", ws_frames, METH_VARARGS,
+    {"ws_frames", (PyCFunction)(void (*)(void))ws_frames, METH_FASTCALL,
      "ws_frames(buf, pos, limit, raw, msgs) -> pos: the websocket hot-path frame loop."},
     {"unmask", unmask, METH_VARARGS, "unmask(payload, mask) -> bytes (XOR with the 4-byte mask)."},
     {"encode_frame", encode_frame, METH_VARARGS,
