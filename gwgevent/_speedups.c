@@ -18,11 +18,14 @@
  *       Return the position of the first byte not consumed (the first frame it did not take).
  *   unmask(payload, mask) -> bytes
  *   encode_frame(payload, opcode_byte=0x81) -> bytes     (unmasked server frame)
+ *   gp_init(GatewayPacket); gp_split(buf, max_size) -> (packets, pos, bad_length)
+ *       GatewayProtocol's split_decode (gwgevent/codec/gateway_protocol.py) in C.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include "structmember.h"
 
 static void
 xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *mask)
@@ -224,12 +227,144 @@ encode_frame(PyObject *self, PyObject *args)
     return out;
 }
 
+/* ---- GatewayProtocol: cut and decode the packets of one read -------------------------------
+ * gp_init(cls) records where GatewayPacket keeps its 10 __slots__ (member offsets, in header
+ * order), so gp_split can fill new instances directly instead of running the Python __init__
+ * (about 0.4 us per packet of the 0.53 the Python split cost). */
+static PyTypeObject *gp_type = NULL;
+static Py_ssize_t gp_offsets[10];
+static const char *gp_names[10] = {"cmd", "local_ip", "local_port", "client_ip", "client_port",
+                                   "connection_id", "flag", "gateway_port", "ext_data", "body"};
+
+static PyObject *
+gp_init(PyObject *self, PyObject *cls)
+{
+    int i;
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "gp_init(GatewayPacket)");
+        return NULL;
+    }
+    for (i = 0; i < 10; i++) {
+        PyObject *d = PyDict_GetItemString(((PyTypeObject *)cls)->tp_dict, gp_names[i]);
+        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type) {
+            PyErr_Format(PyExc_TypeError, "GatewayPacket.%s is not a slot", gp_names[i]);
+            return NULL;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "GatewayPacket.%s is not an object slot",
+                         gp_names[i]);
+            return NULL;
+        }
+        gp_offsets[i] = m->offset;
+    }
+    Py_XDECREF(gp_type);
+    Py_INCREF(cls);
+    gp_type = (PyTypeObject *)cls;
+    Py_RETURN_NONE;
+}
+
+static inline uint32_t be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint32_t be16(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 8) | p[1];
+}
+
+/* gp_split(buf, max_size) -> (packets, pos, bad_length): the complete packets from the start
+ * of buf, the position after the last one, and -1, or the declared length of the first packet
+ * that is over max_size or under 28 bytes (the caller raises PacketTooLarge for it). */
+static PyObject *
+gp_split(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t max_size, pos = 0, bad = -1;
+    if (gp_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gp_init() was not called");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "gp_split(buf, max_size)");
+        return NULL;
+    }
+    max_size = PyLong_AsSsize_t(args[1]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        max_size = PY_SSIZE_T_MAX;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        goto fail;
+    while (n - pos >= 28) {
+        const unsigned char *h = buf + pos;
+        Py_ssize_t plen = (Py_ssize_t)be32(h);
+        if (plen > max_size || plen < 28) {
+            bad = plen;
+            break;
+        }
+        Py_ssize_t end = pos + plen;
+        if (end > n)
+            break;
+        Py_ssize_t e = pos + 28 + (Py_ssize_t)be32(h + 24);
+        if (e > end || e < pos + 28)
+            e = end;
+        PyObject *vals[10];
+        vals[0] = PyLong_FromUnsignedLong(h[4]);
+        vals[1] = PyLong_FromUnsignedLong(be32(h + 5));
+        vals[2] = PyLong_FromUnsignedLong(be16(h + 9));
+        vals[3] = PyLong_FromUnsignedLong(be32(h + 11));
+        vals[4] = PyLong_FromUnsignedLong(be16(h + 15));
+        vals[5] = PyLong_FromUnsignedLong(be32(h + 17));
+        vals[6] = PyLong_FromUnsignedLong(h[21]);
+        vals[7] = PyLong_FromUnsignedLong(be16(h + 22));
+        vals[8] = PyBytes_FromStringAndSize((const char *)buf + pos + 28, e - pos - 28);
+        vals[9] = PyBytes_FromStringAndSize((const char *)buf + e, end - e);
+        PyObject *pkt = gp_type->tp_alloc(gp_type, 0);
+        int i, ok = pkt != NULL;
+        for (i = 0; i < 10; i++)
+            if (vals[i] == NULL)
+                ok = 0;
+        if (!ok) {
+            for (i = 0; i < 10; i++)
+                Py_XDECREF(vals[i]);
+            Py_XDECREF(pkt);
+            goto fail;
+        }
+        for (i = 0; i < 10; i++)
+            *(PyObject **)((char *)pkt + gp_offsets[i]) = vals[i];   /* steals */
+        int rc = PyList_Append(out, pkt);
+        Py_DECREF(pkt);
+        if (rc < 0)
+            goto fail;
+        pos = end;
+    }
+    PyBuffer_Release(&view);
+    PyObject *res = Py_BuildValue("(Nnn)", out, pos, bad);
+    return res;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"ws_frames", (PyCFunction)(void (*)(void))ws_frames, METH_FASTCALL,
      "ws_frames(buf, pos, limit, raw, msgs) -> pos: the websocket hot-path frame loop."},
     {"unmask", unmask, METH_VARARGS, "unmask(payload, mask) -> bytes (XOR with the 4-byte mask)."},
     {"encode_frame", encode_frame, METH_VARARGS,
      "encode_frame(payload, opcode_byte=0x81) -> bytes: one unmasked server frame."},
+    {"gp_init", gp_init, METH_O, "gp_init(GatewayPacket): where gp_split puts the fields."},
+    {"gp_split", (PyCFunction)(void (*)(void))gp_split, METH_FASTCALL,
+     "gp_split(buf, max_size) -> (packets, pos, bad_length): GatewayProtocol split_decode."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 import gwgevent.accel as accel
+import gwgevent.codec.gateway_protocol as gp
 import gwgevent.protocols.websocket as ws
 from vectors import load_vectors
 
@@ -32,6 +33,7 @@ def test_the_c_module_is_used_where_it_can_be_built():
         pytest.skip("no C compiler on this machine: the pure-Python codecs are used")
     assert accel.ACCELERATED, accel.describe()
     assert ws._ws_frames is not None and ws.unmask is accel.speedups.unmask
+    assert gp._gp_split is accel.speedups.gp_split
 
 
 class _Conn:
@@ -197,3 +199,50 @@ def test_unmask_and_encode_frame_match_python():
             assert accel.speedups.encode_frame(data, op) == ws.py_encode_frame(data, op)
     with pytest.raises(ValueError):
         accel.speedups.unmask(b"abc", b"12")
+
+
+# ---- GatewayProtocol split (gp_split) ------------------------------------------------------
+
+def _split(fn, buf: bytes, max_size: int) -> tuple:
+    try:
+        packets, rest = fn(buf, max_size)
+    except gp.PacketTooLarge as exc:
+        return "raised", str(exc)
+    return [(type(p).__name__, p.as_dict()) for p in packets], bytes(rest), rest is buf
+
+
+def _random_packet(rnd: random.Random) -> bytes:
+    body = rnd.randbytes(rnd.choice([0, 1, 5, 64, 300, 70000]))
+    ext = rnd.randbytes(rnd.choice([0, 0, 3, 40]))
+    pkt = bytearray(gp.encode(rnd.randrange(256), body, local_ip=rnd.getrandbits(32),
+                              local_port=rnd.getrandbits(16), client_ip=rnd.getrandbits(32),
+                              client_port=rnd.getrandbits(16),
+                              connection_id=rnd.getrandbits(32), flag=rnd.getrandbits(8),
+                              gateway_port=rnd.getrandbits(16), ext_data=ext))
+    r = rnd.random()
+    if r < 0.05:                     # ext_len pointing past the packet's end
+        pkt[24:28] = (len(pkt) + rnd.randrange(1, 1 << 20)).to_bytes(4, "big")
+    elif r < 0.08:                   # declared length shorter than the header
+        pkt[0:4] = rnd.randrange(28).to_bytes(4, "big")
+    return bytes(pkt)
+
+
+@needs_c
+def test_gateway_protocol_split_gives_identical_packets():
+    rnd = random.Random(5)
+    vec = load_vectors()["gateway_protocol"]
+    streams = [bytes.fromhex(c["packet_hex"]) for c in vec["decode_cases"] if c.get("packet_hex")]
+    streams += [bytes.fromhex(c["encoded_hex"]) for c in vec["cases"] if c.get("encoded_hex")]
+    assert len(streams) >= 10
+    streams.append(b"".join(streams))
+    for _ in range(600):
+        stream = b"".join(_random_packet(rnd) for _ in range(rnd.randrange(1, 8)))
+        streams.append(stream[:rnd.randrange(len(stream) + 1)] if rnd.random() < 0.4 else stream)
+    compared = 0
+    for stream in streams:
+        for max_size in (10 * 1024 * 1024, 100, 1 << 70):
+            c = _split(gp.split_decode, stream, max_size)
+            py = _split(gp.py_split_decode, stream, max_size)
+            assert c == py, (max_size, stream[:64].hex())
+            compared += len(c[0]) if c[0] != "raised" else 0
+    assert compared > 1000

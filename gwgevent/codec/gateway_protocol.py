@@ -11,6 +11,7 @@ import functools
 import socket
 import struct
 
+from .. import accel
 from . import phpserialize
 from .phpserialize import php_string
 
@@ -162,6 +163,13 @@ class GatewayPacket:
                    self.ext_data[:60], self.body[:60]))
 
 
+# the C split (gwgevent/_speedups.c) fills GatewayPacket's slots directly
+_gp_split = None
+if accel.speedups is not None:
+    accel.speedups.gp_init(GatewayPacket)
+    _gp_split = accel.speedups.gp_split
+
+
 def body_wire(body, flag=0):
     """(wire bytes, flag) for a body as GatewayProtocol::encode: scalars travel as their PHP
     string form with FLAG_BODY_IS_SCALAR added; anything else is serialize()d and the flag
@@ -248,10 +256,7 @@ def split_packets(buf: bytes, max_size: int):
     while n - pos >= HEAD_LEN:
         plen = unpack(buf, pos)[0]
         if plen > max_size or plen < HEAD_LEN:
-            raise PacketTooLarge(
-                'GatewayProtocol packet length %d %s' % (
-                    plen, ('exceeds max package size %d' % max_size) if plen > max_size
-                    else 'is shorter than the 28-byte header'))
+            raise _too_large(plen, max_size)
         end = pos + plen
         if end > n:
             break
@@ -262,9 +267,26 @@ def split_packets(buf: bytes, max_size: int):
     return out, buf[pos:]
 
 
+def _too_large(plen: int, max_size: int) -> PacketTooLarge:
+    return PacketTooLarge('GatewayProtocol packet length %d %s' % (
+        plen, ('exceeds max package size %d' % max_size) if plen > max_size
+        else 'is shorter than the 28-byte header'))
+
+
 def split_decode(buf: bytes, max_size: int):
     """Like split_packets but returns decoded GatewayPacket objects directly (one header
-    unpack per packet, no intermediate packet copy). Returns (packets, remainder)."""
+    unpack per packet, no intermediate packet copy). Returns (packets, remainder).
+    Where gwgevent._speedups is built, its gp_split does this loop in C."""
+    if _gp_split is not None:
+        out, pos, bad = _gp_split(buf, max_size)
+        if bad >= 0:
+            raise _too_large(bad, max_size)
+        return out, (buf if pos == 0 else buf[pos:])
+    return py_split_decode(buf, max_size)
+
+
+def py_split_decode(buf: bytes, max_size: int):
+    """split_decode in Python: the reference the C version is tested against."""
     n = len(buf)
     pos = 0
     out = []
@@ -275,10 +297,7 @@ def split_decode(buf: bytes, max_size: int):
         (plen, cmd, local_ip, local_port, client_ip, client_port, connection_id, flag,
          gateway_port, ext_len) = unpack(buf, pos)
         if plen > max_size or plen < HEAD_LEN:
-            raise PacketTooLarge(
-                'GatewayProtocol packet length %d %s' % (
-                    plen, ('exceeds max package size %d' % max_size) if plen > max_size
-                    else 'is shorter than the 28-byte header'))
+            raise _too_large(plen, max_size)
         end = pos + plen
         if end > n:
             break
