@@ -204,7 +204,7 @@ class AsyncTcpConnection(TcpConnection):
                 self._out.append(data)
                 self.send_buffer_size += len(data)
             return True
-        return super().write(data, force)
+        return TcpConnection.write(self, data, force)     # (no super() object per packet)
 
     def send(self, data: Any, raw: bool = False) -> Optional[bool]:
         if self._status == STATUS_CONNECTING:
