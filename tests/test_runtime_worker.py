@@ -195,6 +195,33 @@ def test_blocking_callback_does_not_delay_other_connections(app):
         b.close()
 
 
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    key = b"\x01\x02\x03\x04"
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + key + \
+        bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+
+
+def test_batched_reads_keep_order_behind_a_blocking_handler(app):
+    """Reads are handled in one runner per loop iteration (ConnectionOwner.queue_read): a
+    handler that blocks must not hold up the other connections read in the same batch, and a
+    close frame read together with the blocked message is answered after that message."""
+    a = ws_connect(app.port["WS"])
+    others = [ws_connect(app.port["WS"]) for _ in range(5)]
+    try:
+        # the message and the close frame in one write: one read on the server
+        a.sock.sendall(_client_frame(1, b"sleep 0.3 A") + _client_frame(8, b"\x03\xe8"))
+        for i, o in enumerate(others):          # served while a's handler sleeps
+            o.send("q%d" % i)
+        assert [o.recv() for o in others] == ["echo:q%d" % i for i in range(5)]
+        assert not readable(a.sock), "a was answered before its handler woke up"
+        assert a.recv() == "slept A"
+        opcode, data = a.recv_data(control_frame=True)
+        assert (opcode, data[:2]) == (8, b"\x03\xe8")      # then our close, echoed
+    finally:
+        for c in [a] + others:
+            c.close()
+
+
 def test_blocking_text_callback_order(app):
     a = text_client(app)
     b = text_client(app)
