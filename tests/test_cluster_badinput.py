@@ -180,6 +180,26 @@ def test_bad_packets_from_a_gateway_link(cluster, keeper, gw, payload, needle):
     assert gw.get_all_client_id_count() == 1
 
 
+def test_a_flood_of_unknown_packets_is_logged_a_few_times(cluster, keeper, gw):
+    """500 unknown commands on one gateway link: at most 5 lines per worker process (log_once:
+    the rest is counted into one summary line when the minute is over), and the worker goes
+    on serving."""
+    needle = "unknown command 78 from gateway"
+    before = cluster.log_count(needle)
+    fake = FakeGateway(cluster, packet(78, b"hi", connection_id=1) * 500)
+    try:
+        eventually(lambda: len(fake.hellos) >= cluster.worker_count, 10,
+                   what="workers connect to the fake gateway")
+        eventually(lambda: cluster.log_count(needle) >= before + cluster.worker_count, 5,
+                   what="the first lines")
+        time.sleep(0.5)
+        assert cluster.log_count(needle) - before <= 5 * cluster.worker_count
+    finally:
+        fake.close()
+    cluster.wait_registered()
+    assert keeper.result("echo", 1) == [1]
+
+
 # ------------------------------------------------------------------ register
 
 def register_conversation(cluster, line: bytes, timeout: float = 3.0):

@@ -287,13 +287,14 @@ class BusinessWorker(WorkerSessions, Worker):
             try:
                 msg = register_lines.parse_line(line)
             except ValueError as exc:
-                log.warning("worker: bad line from register %s: %s", link.address, exc)
+                log_once(log, "register-line", "worker: bad line from register %s: %s",
+                         link.address, exc, burst=5)
                 continue
             if msg.get("event") == "broadcast_addresses":
                 self._set_addresses(register_lines.addresses_from(msg))
             else:
-                log.warning("worker: unexpected event %r from register %s", msg.get("event"),
-                            link.address)
+                log_once(log, "register-event", "worker: unexpected event %r from register %s",
+                         msg.get("event"), link.address, burst=5)
 
     def _register_closed(self, link: AsyncTcpConnection) -> None:
         if not self.stopping:
@@ -420,7 +421,8 @@ class BusinessWorker(WorkerSessions, Worker):
         elif cmd == CMD_WORKER_DRAIN and self.stopping:
             self._drained.add(link.address)     # nothing more follows on this link
         else:
-            log.warning("worker: unknown command %d from gateway %s ignored", cmd, link.address)
+            log_once(log, "gateway-command", "worker: unknown command %d from gateway %s "
+                     "ignored", cmd, link.address, burst=5)
 
     def _gateway_hello(self, link: AsyncTcpConnection, body: bytes) -> None:
         """A gwgevent gateway greeted us: remember what it understands and greet it back."""

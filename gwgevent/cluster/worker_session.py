@@ -4,6 +4,7 @@ writing it back after the handler when it changed. A mixin of
 :class:`gwgevent.cluster.business_worker.BusinessWorker`."""
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import Optional
 
@@ -11,7 +12,7 @@ from ..codec.gateway_protocol import (CMD_GET_SESSION_BY_CLIENT_ID, CMD_SET_SESS
                                      encode as encode_packet)
 from ..codec.phpserialize import PhpSerializeError, dumps, loads
 from ..context import Context
-from ..log import get_logger
+from ..log import get_logger, log_once
 
 __all__ = ["WorkerSessions", "FROM_EVENT", "decode_session"]
 
@@ -25,7 +26,8 @@ def decode_session(raw: bytes, cid: str) -> Optional[dict]:
     try:
         value = loads(raw, allow_trailing=True)
     except PhpSerializeError as exc:
-        log.warning("worker: session of %s is not PHP-serialized (%s); treated as empty", cid, exc)
+        log_once(log, "bad-session", "worker: session of %s is not PHP-serialized (%s); "
+                 "treated as empty", cid, exc, burst=5)
         return None
     if isinstance(value, list):
         return dict(enumerate(value))
@@ -42,8 +44,8 @@ class WorkerSessions:
             value = self._transport.query(address, encode_packet(
                 CMD_GET_SESSION_BY_CLIENT_ID, b"", connection_id=ctx.connection_id))
         except Exception as exc:
-            log.warning("worker: could not re-read the session of %s from %s (%s); using the "
-                        "one in the event", ctx.client_id, address, exc)
+            log_once(log, "session-reread", "worker: could not re-read the session of %s from "
+                     "%s (%s); using the one in the event", ctx.client_id, address, exc, burst=5)
             return fallback
         # the reply payload is the stored session string itself, so the query hands back the
         # session already unserialized (PHP: $_SESSION = Gateway::getSession($client_id))
@@ -58,8 +60,9 @@ class WorkerSessions:
         session = ctx.session
         old = ctx.old_session
         if session is not None and not isinstance(session, dict):
-            log.error("worker: context.session of %s must be a dict or None, not %s; not saved",
-                      ctx.client_id, type(session).__name__)
+            log_once(log, "session-type", "worker: context.session of %s must be a dict or "
+                     "None, not %s; not saved", ctx.client_id, type(session).__name__,
+                     level=logging.ERROR, burst=5)
             return
         if old is FROM_EVENT:
             if session is None:
