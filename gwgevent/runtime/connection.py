@@ -162,11 +162,15 @@ class TcpConnection:
 
     def _watch_reads(self) -> None:
         """Read in the loop callback, or let the owner batch reads (ConnectionOwner.queue_read)."""
-        queue_read = getattr(self.worker, "queue_read", None)
-        if queue_read is None:
+        if getattr(self.worker, "queue_read", None) is None:
             self._rw.start(self._on_readable)
         else:
-            self._rw.start(queue_read, self)
+            # a bound method, not start(queue_read, self): watcher args are a tuple per
+            # connection, 56 bytes of every idle connection
+            self._rw.start(self._queue_readable)
+
+    def _queue_readable(self) -> None:
+        self.worker.queue_read(self)
 
     def _recv(self) -> bytes:
         return self.sock.recv(READ_SIZE)
