@@ -187,21 +187,36 @@ class TcpConnection:
             self.destroy()
             return
         self.bytes_read += len(data)
-        codec = self.codec
         try:
-            msgs = codec.feed(data)
-            while True:
-                if codec.pending:
-                    self._codec_side_effects(msgs)
-                elif msgs:
-                    self.worker.handle_messages(self, msgs)
-                # a codec stops in front of a control frame that must not overtake the answers
-                # to the messages before it (`more`); go on once those are queued
-                if not codec.more or self._status != STATUS_ESTABLISHED:
-                    break
-                msgs = codec.feed(b"")
+            self._deliver(self.codec.feed(data))
         except Exception as exc:     # RecursionError, MemoryError, a bug: this peer only
             input_failed(self, exc)
+
+    def _deliver(self, msgs: list) -> None:
+        """Hand what the codec decoded to the owner, then go on with what the codec held back."""
+        codec = self.codec
+        while True:
+            if codec.pending:
+                self._codec_side_effects(msgs)
+            elif msgs:
+                self.worker.handle_messages(self, msgs)
+            # a codec stops in front of a control frame that must not overtake the answers
+            # to the messages before it (`more`); go on once those are queued
+            if not codec.more or self._status != STATUS_ESTABLISHED:
+                return
+            if self._busy:
+                # a handler of this connection is blocked (a runner holds its turn): the
+                # control frame waits behind it, in its backlog
+                run_backlog(self, self._resume_feed, ())
+                return
+            msgs = codec.feed(b"")
+
+    def _resume_feed(self) -> None:
+        if self._status == STATUS_ESTABLISHED and self.codec.more:
+            try:
+                self._deliver(self.codec.feed(b""))
+            except Exception as exc:
+                input_failed(self, exc)
 
     def _codec_side_effects(self, msgs: list) -> None:
         """Rare path: the protocol wants to write (handshake reply, pong, close frame), reports a

@@ -96,12 +96,20 @@ class Runners:
     def queue_read(self, conn: TcpConnection) -> None:
         """The read watcher's callback (ConnectionOwner.queue_read): remember the connection;
         one loop callback then reads every readable connection inside one runner greenlet.
-        Reading in a runner lets each handler run where the read happened, so a read full of
-        events costs two greenlet switches per loop iteration instead of two per read."""
-        self._reads.append(conn)
+        Reading in a runner lets each handler run where the read happened, so a busy loop
+        iteration costs two greenlet switches, not two per read. When libev has no other
+        event pending in this iteration, the read is handled at once, in the loop, as the
+        Gateway does (its handler then gets a runner of its own)."""
         if not self._reads_scheduled:
+            loop = self._hub.loop
+            if not loop.pendingcnt:
+                # the only event of this loop iteration (light load: a handshake, a lone
+                # message): nothing to batch it with, so no loop callback and runner for it
+                conn._on_readable()
+                return
             self._reads_scheduled = True
-            self._hub.loop.run_callback(self._run_reads)
+            loop.run_callback(self._run_reads)
+        self._reads.append(conn)
 
     def _run_reads(self) -> None:
         self._reads_scheduled = False
