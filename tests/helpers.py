@@ -232,9 +232,12 @@ class App:
 
     def wait_up(self, processes: int, timeout: float = 10.0) -> int:
         master = wait_for(self.master_pid, timeout, "pid file %s" % self.pid_file)
-        wait_for(lambda: len(self.children()) == processes, timeout,
-                 "%d child processes of master %d (have %r)" % (processes, master,
-                                                               self.children()))
+        # every child up and titled `gwgevent: <name> worker #<id>` (a child sets its title
+        # right after the fork; on a busy machine that can lag behind the pid)
+        wait_for(lambda: len(self.children()) == processes and all(
+                     " worker #" in t for t in self.children().values()), timeout,
+                 "%d titled child processes of master %d (have %r)" % (processes, master,
+                                                                       self.children()))
         for port in self.ports:
             wait_for(lambda: port_listening(port), timeout, "port %d to listen" % port)
         # children listen on the master's socket; make sure each has started its loop
