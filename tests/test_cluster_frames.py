@@ -63,8 +63,20 @@ def connect(cluster: Any) -> Any:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    ws = ws_connect(cluster.ws_url, ssl=ctx, open_timeout=10, close_timeout=5, max_size=None,
-                    max_queue=None, compression=None, ping_interval=None, **NO_PROXY)
+    for attempt in (1, 2):
+        try:
+            ws = ws_connect(cluster.ws_url, ssl=ctx, open_timeout=10, close_timeout=5,
+                            max_size=None, max_queue=None, compression=None, ping_interval=None,
+                            **NO_PROXY)
+            break
+        except TimeoutError:
+            # Over TLS, under CPU load, this client loses its upgrade request now and then:
+            # 2 of 800 connects against 0 of 2 200 for websocket-client on the same cluster
+            # and load, and the gateway's socket never received those requests (ClientHello
+            # and Finished read, nothing after, nothing queued in the kernel). One more try;
+            # what these tests check (every message back, in order) is not the handshake.
+            if attempt == 2 or not cluster.tls:
+                raise
     return ws.__enter__()     # context-managed use (websockets >= 17.1 warns otherwise)
 
 
