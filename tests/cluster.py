@@ -37,6 +37,8 @@ TMP_PREFIX = "gwgevent-cluster-"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from gwgevent.manager.processes import pid_alive as _pid_alive  # noqa: E402
+
 CLI_TIMEOUT = 30.0
 READY_TIMEOUT = 25.0
 HELLO_TIMEOUT = 10.0
@@ -104,20 +106,6 @@ def port_block(n: int) -> List[int]:
             _taken_ports.update(ports)
             return ports
     raise RuntimeError("no block of %d free ports found" % n)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -847,15 +835,20 @@ class Cluster:
             assert "Traceback" not in full_log, full_log[full_log.index("Traceback") - 300:][:3000]
 
 
-def running_cluster(**options: Any):
-    """Generator for fixtures: a started, ready cluster; torn down (and checked) afterwards."""
-    cluster = Cluster(**options)
+def serve(cluster: Cluster):
+    """Generator for fixtures: `cluster` started and ready; torn down (and checked) afterwards,
+    also when starting it failed."""
     try:
         cluster.start()
         cluster.wait_ready()
         yield cluster
     finally:
         cluster.teardown()
+
+
+def running_cluster(**options: Any):
+    """Generator for fixtures: a started, ready Cluster(**options) (see `serve`)."""
+    yield from serve(Cluster(**options))
 
 
 # ------------------------------------------------------------------ raw GatewayProtocol

@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 import pytest
 
+from gwgevent.manager.processes import pid_alive as _manager_pid_alive
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 APPS = TESTS / "apps"
@@ -95,19 +97,8 @@ def port_listening(port: int, host: str = "127.0.0.1") -> bool:
 
 
 # ---------------------------------------------------------------------------- processes
-def pid_alive(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+# alive and not a zombie: the process manager's own check
+pid_alive = _manager_pid_alive
 
 
 def _stat_fields(pid: int) -> List[str]:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cluster import Cluster, eventually, packet, read_until_eof
+from cluster import Cluster, eventually, read_until_eof, serve
 from gwgevent.codec import gateway_protocol as gp
 from procstat import fd_count, role_pid, rss_kb
 
@@ -39,34 +39,20 @@ def _closed_by_peer(s: socket.socket) -> bool:
         return True
 
 
-def _start(**env) -> Cluster:
+def _cluster(**env) -> Cluster:
     cluster = Cluster(ws_count=1, text=False, worker_count=1, **env.pop("options", {}))
     cluster.env.update({"GWT_" + k: str(v) for k, v in env.items()})
-    try:
-        cluster.start()
-        cluster.wait_ready()
-    except BaseException:
-        cluster.teardown()
-        raise
     return cluster
 
 
 @pytest.fixture(scope="module")
 def keyed():
-    cluster = _start(options={"secret": "inner-s3cret"})
-    try:
-        yield cluster
-    finally:
-        cluster.teardown()
+    yield from serve(_cluster(options={"secret": "inner-s3cret"}))
 
 
 @pytest.fixture(scope="module")
 def open_port():
-    cluster = _start(INNER_MAX_CONNECTIONS=60, INNER_MAX_BUFFERED=30 * MB)
-    try:
-        yield cluster
-    finally:
-        cluster.teardown()
+    yield from serve(_cluster(INNER_MAX_CONNECTIONS=60, INNER_MAX_BUFFERED=30 * MB))
 
 
 def _closed_now(s: socket.socket) -> bool:

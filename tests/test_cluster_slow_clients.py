@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cluster import Cluster, eventually
+from cluster import Cluster, eventually, serve
 
 SEND_TIMEOUT = 2.0
 NON_READERS = 1000
@@ -26,12 +26,7 @@ def cluster():
     c = Cluster(ws_count=1, text=False, worker_count=2)
     c.env.update({"GWT_CLIENT_SNDBUF": "16384", "GWT_SEND_TIMEOUT": str(SEND_TIMEOUT),
                   "GWT_CLIENT_BUFFER": "65536"})
-    try:
-        c.start()
-        c.wait_ready()
-        yield c
-    finally:
-        c.teardown()
+    yield from serve(c)
 
 
 def _non_reader(port: int) -> tuple:

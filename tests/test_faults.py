@@ -21,30 +21,16 @@ import time
 
 import pytest
 
-from cluster import Cluster, _bindable, eventually
+from cluster import Cluster, _bindable, eventually, serve
 from echo_load import EchoLoad
 
 STOP_TIMEOUT = 2.0     # gwgevent.arbiter.STOP_TIMEOUT: the master's margin after a timeout
 
 
-def started(cluster: Cluster) -> Cluster:
-    try:
-        cluster.start()
-        cluster.wait_ready()
-    except BaseException:
-        cluster.teardown()
-        raise
-    return cluster
-
-
 @pytest.fixture
 def cluster(request):
-    c = started(Cluster(ws_count=1, text=False, worker_count=2,
-                        env=getattr(request, "param", None) or {}))
-    try:
-        yield c
-    finally:
-        c.teardown()
+    yield from serve(Cluster(ws_count=1, text=False, worker_count=2,
+                             env=getattr(request, "param", None) or {}))
 
 
 def broken(source: str) -> str:

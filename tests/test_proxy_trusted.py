@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, serve
 from gwgevent.cluster.proxy import TrustedProxies, forwarded_client_ip
 
 
@@ -54,12 +54,7 @@ def cluster(request):
     c = Cluster(ws_count=1, text=False, worker_count=1,
                 env={"TRUSTED_PROXIES": request.param, "REPORT_WS_CONNECT": "1"})
     c.trusted = bool(request.param)
-    try:
-        c.start()
-        c.wait_ready()
-        yield c
-    finally:
-        c.teardown()
+    yield from serve(c)
 
 
 def test_client_ip_from_proxy_headers(cluster):
