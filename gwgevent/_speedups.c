@@ -45,6 +45,21 @@ xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsig
         dst[i] = src[i] ^ mask[i & 3];
 }
 
+/* A size limit from Python (max_package_size): one above the address space means no limit. */
+static int
+as_limit(PyObject *obj, Py_ssize_t *out)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        v = PY_SSIZE_T_MAX;
+    }
+    *out = v;
+    return 0;
+}
+
 /* 1 when s[0:n] is ASCII (most chat text is), so decoding cannot fail and is a copy */
 static int
 is_ascii(const unsigned char *s, Py_ssize_t n)
@@ -85,13 +100,8 @@ ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     raw = PyObject_IsTrue(args[3]);
     if (raw < 0)
         return NULL;
-    limit = PyLong_AsSsize_t(args[2]);     /* a limit above the address space: no limit */
-    if (limit == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return NULL;
-        PyErr_Clear();
-        limit = PY_SSIZE_T_MAX;
-    }
+    if (as_limit(args[2], &limit) < 0)
+        return NULL;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
@@ -290,13 +300,8 @@ gp_split(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "gp_split(buf, max_size)");
         return NULL;
     }
-    max_size = PyLong_AsSsize_t(args[1]);
-    if (max_size == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return NULL;
-        PyErr_Clear();
-        max_size = PY_SSIZE_T_MAX;
-    }
+    if (as_limit(args[1], &max_size) < 0)
+        return NULL;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
