@@ -138,13 +138,7 @@ class GatewayApi(ApiBase):
     def close_current_client(self, message: Any = None) -> bool:
         """Close the client whose event is running, after an optional final message (PHP
         ``Gateway::closeCurrentClient``). Raises outside a client event."""
-        ctx = _current_context()
-        if ctx is None or not ctx.connection_id:
-            raise GatewayApiError("closeCurrentClient can not be called in async context "
-                                  "(no current client: timers and spawned greenlets have none)")
-        return self.transport.send("%s:%d" % (ctx.local_ip, ctx.local_port),
-                                   self._pack(gp.CMD_KICK, message,
-                                              connection_id=ctx.connection_id))
+        return self._to_current_client("closeCurrentClient", gp.CMD_KICK, message)
 
     def destroy_client(self, client_id: Any) -> bool:
         """Drop the connection now (unsent data discarded). PHP spelling: destoryClient. PHP
@@ -161,12 +155,16 @@ class GatewayApi(ApiBase):
     def destroy_current_client(self) -> bool:
         """Drop the client whose event is running at once (PHP
         ``Gateway::destoryCurrentClient``). Raises outside a client event."""
+        return self._to_current_client("destoryCurrentClient", gp.CMD_DESTROY, b"")
+
+    def _to_current_client(self, php_name: str, cmd: int, body: Any) -> bool:
+        """A command for the client whose event is running; GatewayApiError outside one."""
         ctx = _current_context()
         if ctx is None or not ctx.connection_id:
-            raise GatewayApiError("destoryCurrentClient can not be called in async context "
-                                  "(no current client: timers and spawned greenlets have none)")
-        return self.transport.send("%s:%d" % (ctx.local_ip, ctx.local_port),
-                                   self._pack(gp.CMD_DESTROY, b"", connection_id=ctx.connection_id))
+            raise GatewayApiError("%s can not be called in async context (no current client: "
+                                  "timers and spawned greenlets have none)" % php_name)
+        return self.transport.send(ctx.gateway_address,
+                                   self._pack(cmd, body, connection_id=ctx.connection_id))
 
     # --- uid ----------------------------------------------------------------------------------
 
