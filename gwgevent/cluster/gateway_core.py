@@ -208,6 +208,14 @@ class GatewayCore(GatewayQueries):
             return None
 
     @staticmethod
+    def _index(index, key, conn):
+        m = index.get(key)
+        if m is None:
+            index[key] = {conn.id: conn}
+        else:
+            m[conn.id] = conn
+
+    @staticmethod
     def _unindex(index, key, cid):
         m = index.get(key)
         if m is not None:
@@ -434,12 +442,7 @@ class GatewayCore(GatewayQueries):
         if old is not None:
             self._unindex(self.uid_index, self._key(old), conn.id)
         conn.uid = uid
-        key = self._key(uid)
-        m = self.uid_index.get(key)
-        if m is None:
-            self.uid_index[key] = {conn.id: conn}
-        else:
-            m[conn.id] = conn
+        self._index(self.uid_index, self._key(uid), conn)
 
     def _unbind_uid(self, pkt, reply):
         conn = self.connections.get(pkt.connection_id)
@@ -479,11 +482,7 @@ class GatewayCore(GatewayQueries):
         if conn.groups is None:
             conn.groups = {}
         conn.groups[key] = group
-        m = self.group_index.get(key)
-        if m is None:
-            self.group_index[key] = {conn.id: conn}
-        else:
-            m[conn.id] = conn
+        self._index(self.group_index, key, conn)
 
     def _leave_group(self, pkt, reply):
         target = self._member_and_group(pkt, 'leaveGroup')
