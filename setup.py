@@ -36,7 +36,9 @@ setup(
     description="GatewayWorker (PHP) rebuilt on gevent: Register, Gateway and BusinessWorker "
     "roles, wire-compatible with GatewayWorker 4.x",
     packages=find_packages(include=["gwgevent", "gwgevent.*"]),
-    ext_modules=[Extension("gwgevent._speedups", ["gwgevent/_speedups.c"],
+    ext_modules=[Extension("gwgevent._speedups",
+                           ["gwgevent/_speedups.c", "gwgevent/_speedups_conn.c"],
+                           depends=["gwgevent/_speedups.h"],
                            extra_compile_args=["-O2"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
     python_requires=">=3.9",

@@ -21,11 +21,7 @@
  *   gp_init(GatewayPacket); gp_split(buf, max_size) -> (packets, pos, bad_length)
  *       GatewayProtocol's split_decode (gwgevent/codec/gateway_protocol.py) in C.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-#include "structmember.h"
+#include "_speedups.h"
 
 static void
 xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *mask)
@@ -46,7 +42,7 @@ xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsig
 }
 
 /* A size limit from Python (max_package_size): one above the address space means no limit. */
-static int
+int
 as_limit(PyObject *obj, Py_ssize_t *out)
 {
     Py_ssize_t v = PyLong_AsSsize_t(obj);
@@ -77,35 +73,13 @@ is_ascii(const unsigned char *s, Py_ssize_t n)
     return 1;
 }
 
-static PyObject *
-ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The frame loop of ws_frames over a plain buffer (also used by the connection fast path in
+ * _speedups_conn.c, which parses straight from its receive buffer): the position of the first
+ * byte not consumed, or -1 with an exception set. */
+Py_ssize_t
+ws_parse(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, Py_ssize_t limit, int raw,
+         PyObject *msgs)
 {
-    /* METH_FASTCALL: called once per read, so no argument tuple to build and parse */
-    Py_buffer view;
-    Py_ssize_t pos, limit;
-    int raw;
-    PyObject *msgs;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "ws_frames(buf, pos, limit, raw, msgs)");
-        return NULL;
-    }
-    msgs = args[4];
-    if (!PyList_Check(msgs)) {
-        PyErr_SetString(PyExc_TypeError, "ws_frames: msgs must be a list");
-        return NULL;
-    }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred())
-        return NULL;
-    raw = PyObject_IsTrue(args[3]);
-    if (raw < 0)
-        return NULL;
-    if (as_limit(args[2], &limit) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    Py_ssize_t size = view.len;
     if (pos < 0)
         pos = 0;
     while (size - pos >= 6) {
@@ -136,7 +110,7 @@ ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             break;
         PyObject *payload = PyBytes_FromStringAndSize(NULL, ln);
         if (payload == NULL)
-            goto fail;
+            return -1;
         unsigned char *p = (unsigned char *)PyBytes_AS_STRING(payload);
         xor_mask(p, buf + start, ln, buf + start - 4);
         PyObject *msg;
@@ -154,7 +128,7 @@ ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                     /* invalid UTF-8: the Python code decides what that means here */
                     Py_DECREF(payload);
                     if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-                        goto fail;
+                        return -1;
                     PyErr_Clear();
                     break;
                 }
@@ -173,18 +147,46 @@ ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             msg = payload;
         }
         if (msg == NULL)
-            goto fail;
+            return -1;
         int rc = PyList_Append(msgs, msg);
         Py_DECREF(msg);
         if (rc < 0)
-            goto fail;
+            return -1;
         pos = start + ln;
     }
+    return pos;
+}
+
+static PyObject *
+ws_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* METH_FASTCALL: called once per read, so no argument tuple to build and parse */
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    int raw;
+    PyObject *msgs;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ws_frames(buf, pos, limit, raw, msgs)");
+        return NULL;
+    }
+    msgs = args[4];
+    if (!PyList_Check(msgs)) {
+        PyErr_SetString(PyExc_TypeError, "ws_frames: msgs must be a list");
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    raw = PyObject_IsTrue(args[3]);
+    if (raw < 0)
+        return NULL;
+    if (as_limit(args[2], &limit) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    pos = ws_parse((const unsigned char *)view.buf, view.len, pos, limit, raw, msgs);
     PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(pos);
-fail:
-    PyBuffer_Release(&view);
-    return NULL;
+    return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
 }
 
 static PyObject *
@@ -207,14 +209,11 @@ unmask(PyObject *self, PyObject *args)
     return out;
 }
 
-static PyObject *
-encode_frame(PyObject *self, PyObject *args)
+/* One unmasked server frame around payload[0:n] (also the connection fast path's encoder). */
+PyObject *
+ws_frame_bytes(const char *payload, Py_ssize_t n, int op)
 {
-    Py_buffer data;
-    int op = 0x81;
-    if (!PyArg_ParseTuple(args, "y*|i:encode_frame", &data, &op))
-        return NULL;
-    Py_ssize_t n = data.len, hl = n < 126 ? 2 : (n < 65536 ? 4 : 10);
+    Py_ssize_t hl = n < 126 ? 2 : (n < 65536 ? 4 : 10);
     PyObject *out = PyBytes_FromStringAndSize(NULL, hl + n);
     if (out != NULL) {
         unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
@@ -231,8 +230,19 @@ encode_frame(PyObject *self, PyObject *args)
             for (k = 0; k < 8; k++)
                 p[2 + k] = (unsigned char)((uint64_t)n >> (56 - 8 * k));
         }
-        memcpy(p + hl, data.buf, n);
+        memcpy(p + hl, payload, n);
     }
+    return out;
+}
+
+static PyObject *
+encode_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    int op = 0x81;
+    if (!PyArg_ParseTuple(args, "y*|i:encode_frame", &data, &op))
+        return NULL;
+    PyObject *out = ws_frame_bytes(data.buf, data.len, op);
     PyBuffer_Release(&data);
     return out;
 }
@@ -382,5 +392,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && conn_module_init(m) < 0)
+        Py_CLEAR(m);
+    return m;
 }

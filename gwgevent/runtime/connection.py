@@ -25,7 +25,7 @@ from .badinput import input_failed, peer_log
 from .linger import linger_close
 
 __all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES",
-           "linger_close", "write_many"]
+           "linger_close", "write_many", "queue_flush", "ACCELERATED_IO"]
 
 log = get_logger("connection")
 
@@ -95,6 +95,13 @@ def _schedule_flush() -> None:
     global _flush_scheduled
     _flush_scheduled = True
     get_hub().loop.run_callback(flush_pending)
+
+
+def queue_flush(conn: "TcpConnection") -> None:
+    """Flush conn in this loop's flush_pending (for code that fills `_out` itself: TLS)."""
+    _pending.append(conn)
+    if not _flush_scheduled:
+        _schedule_flush()
 
 
 def flush_pending() -> None:
@@ -345,8 +352,12 @@ class TcpConnection:
         self._out = [rest]
         self.send_buffer_size = len(rest)
         if self._ww is None:
-            self._ww = get_hub().loop.io(self.sock.fileno(), _EV_WRITE)
-            self._ww.start(self._flush)
+            self._watch_writes()
+
+    def _watch_writes(self) -> None:
+        """The socket took part of the data: write the rest when it is writable again."""
+        self._ww = get_hub().loop.io(self.sock.fileno(), _EV_WRITE)
+        self._ww.start(self._flush)
 
     def _drained(self) -> None:
         """Everything queued is written: stop watching for writability, tell on_buffer_drain,
@@ -562,3 +573,28 @@ def run_backlog(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
     if conn._backlog is None:
         conn._backlog = deque()
     conn._backlog.append((fn, args))
+
+
+def _install_speedups() -> bool:
+    """With the C module (gwgevent.accel): the per-message methods of TcpConnection and the
+    flush functions above in C (gwgevent/_speedups_conn.c). The Python code above stays the
+    reference, and what runs with GWGEVENT_PURE=1 or without a compiler."""
+    global flush_pending, write_many, queue_flush
+    from .. import accel
+    c = accel.speedups
+    if c is None:
+        return False
+    from ..protocols._base import CodecBase
+    from ..protocols.websocket import OPEN, WebSocketCodec
+    probe = _socket.socket()    # conn_install checks where a socket keeps its fd
+    try:
+        c.conn_install(TcpConnection, CodecBase, WebSocketCodec, OPEN, STATUS_CLOSING,
+                       STATUS_ESTABLISHED, _socket.socket, probe,
+                       lambda: get_hub().loop.run_callback(c.flush_pending), input_failed)
+    finally:
+        probe.close()
+    flush_pending, write_many, queue_flush = c.flush_pending, c.write_many, c.queue_flush
+    return True
+
+
+ACCELERATED_IO = _install_speedups()   #: TcpConnection's per-message path is the C one

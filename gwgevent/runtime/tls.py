@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Dict
 
+from . import connection
 from .connection import READ_SIZE, TcpConnection, get_hub, log
 
 __all__ = ["TlsConnection", "tls_connection_class"]
@@ -65,10 +66,7 @@ class _TlsLayer(TcpConnection):
             if self._out is None:
                 self._out = []
                 self.send_buffer_size = 0
-                from . import connection as c
-                c._pending.append(self)
-                if not c._flush_scheduled:
-                    c._schedule_flush()
+                connection.queue_flush(self)
 
     def _flush(self) -> None:
         out = self._out
