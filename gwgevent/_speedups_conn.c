@@ -47,7 +47,7 @@ static PyTypeObject *ws_type = NULL;     /* WebSocketCodec (exactly: subclasses 
 static PyTypeObject *codec_base = NULL;  /* CodecBase */
 static PyTypeObject *sock_type = NULL;   /* _socket.socket */
 static long ws_open = 1;                 /* WebSocketCodec's OPEN state */
-static long st_closing = 3, st_established = 2;
+static long st_connecting = 1, st_closing = 3, st_established = 2;
 static PyObject *schedule_cb = NULL;     /* runs flush_pending once in this loop iteration */
 static PyObject *input_failed = NULL;    /* runtime.badinput.input_failed */
 static PyObject *pending = NULL;         /* connections with output queued since the last flush */
@@ -368,7 +368,12 @@ write_impl(PyObject *self, PyObject *data, int force)
     size = PyLong_AsSsize_t(sizeo);
     if (size == -1 && PyErr_Occurred())
         return NULL;
-    if (size >= maxs && !force) {
+    long status = slot_long(self, C_STATUS);
+    if (status == -1 && PyErr_Occurred())
+        return NULL;
+    if (status == st_connecting)
+        force = 2;      /* queued until connected: no limit, no flush (its _ww is taken) */
+    else if (size >= maxs && !force) {
         if (call_method_void(self, s__buffer_overflow, NULL) < 0)
             return NULL;
         Py_RETURN_FALSE;
@@ -377,6 +382,10 @@ write_impl(PyObject *self, PyObject *data, int force)
     if (len < 0)
         return NULL;
     PyObject *out = SLOT(self, C_OUT);
+    if (out != NULL && out != Py_None && !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "write: _out is not a list");
+        return NULL;
+    }
     if (out == NULL || out == Py_None) {
         PyObject *lst = PyList_New(1);
         if (lst == NULL)
@@ -385,7 +394,7 @@ write_impl(PyObject *self, PyObject *data, int force)
         PyList_SET_ITEM(lst, 0, data);
         slot_put(self, conn_off[C_OUT], lst);
         size = len;
-        if (SLOT(self, C_WW) == Py_None) {
+        if (SLOT(self, C_WW) == Py_None && force != 2) {
             if (PyList_Append(pending, self) < 0)
                 return NULL;
             if (!flush_scheduled && schedule_flush() < 0)
@@ -398,7 +407,7 @@ write_impl(PyObject *self, PyObject *data, int force)
     }
     if (slot_put(self, conn_off[C_SIZE], PyLong_FromSsize_t(size)) < 0)
         return NULL;
-    if (size >= maxs) {
+    if (size >= maxs && force != 2) {
         PyObject *full = SLOT(self, C_BUFFULL);
         int isfull = full == NULL ? 0 : truthy(full);
         if (isfull < 0)
@@ -689,6 +698,28 @@ m_queue_flush(PyObject *module, PyObject *conn)
     Py_RETURN_NONE;
 }
 
+/* Queue one framed message on conn (what write_many does for each connection): 0 or -1. */
+static int
+queue_on(PyObject *conn, PyObject *data, Py_ssize_t size)
+{
+    PyObject *out = SLOT(conn, C_OUT), *maxo = SLOT(conn, C_MAXSEND);
+    Py_ssize_t maxs;
+    if (maxo == NULL || as_limit(maxo, &maxs) < 0)
+        return -1;
+    if (out == Py_None && SLOT(conn, C_WW) == Py_None && size < maxs) {
+        PyObject *lst = PyList_New(1);
+        if (lst == NULL)
+            return -1;
+        Py_INCREF(data);
+        PyList_SET_ITEM(lst, 0, data);
+        slot_put(conn, conn_off[C_OUT], lst);
+        if (slot_put(conn, conn_off[C_SIZE], PyLong_FromSsize_t(size)) < 0)
+            return -1;
+        return PyList_Append(pending, conn);
+    }
+    return call_method_void(conn, s_write, data);
+}
+
 static PyObject *
 m_write_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -714,26 +745,8 @@ m_write_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(conn);
             continue;
         }
-        PyObject *out = SLOT(conn, C_OUT), *maxo = SLOT(conn, C_MAXSEND);
-        Py_ssize_t maxs;
-        if (maxo == NULL || as_limit(maxo, &maxs) < 0)
+        if (queue_on(conn, data, size) < 0)
             goto fail;
-        if (out == Py_None && SLOT(conn, C_WW) == Py_None && size < maxs) {
-            PyObject *lst = PyList_New(1);
-            if (lst == NULL)
-                goto fail;
-            Py_INCREF(data);
-            PyList_SET_ITEM(lst, 0, data);
-            slot_put(conn, conn_off[C_OUT], lst);
-            if (slot_put(conn, conn_off[C_SIZE], PyLong_FromSsize_t(size)) < 0 ||
-                PyList_Append(pending, conn) < 0)
-                goto fail;
-        } else {
-            PyObject *r = PyObject_CallMethodOneArg(conn, s_write, data);
-            if (r == NULL)
-                goto fail;
-            Py_DECREF(r);
-        }
         Py_DECREF(conn);
     }
     Py_DECREF(it);
@@ -745,6 +758,67 @@ m_write_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 fail:
     Py_DECREF(conn);
     Py_DECREF(it);
+    return NULL;
+}
+
+/* write_ws_open(conns, frame, websocket_type) -> rest: the broadcast fan-out of the Gateway
+ * (GatewayCore.send_many). frame goes to every open connection whose codec is an open
+ * WebSocketCodec and whose websocket_type is websocket_type (None: any; a binary frame);
+ * connections closing are skipped (as write_many does); the others are returned, for the
+ * Python code to frame and send one by one. */
+static PyObject *
+m_write_ws_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_ws_open(conns, frame, websocket_type)");
+        return NULL;
+    }
+    PyObject *data = args[1], *wt = args[2], *it = PyObject_GetIter(args[0]), *conn;
+    Py_ssize_t size = PyObject_Size(data);
+    PyObject *rest = PyList_New(0);
+    if (it == NULL || size < 0 || rest == NULL)
+        goto fail_early;
+    while ((conn = PyIter_Next(it)) != NULL) {
+        int match = 0;
+        if (PyObject_TypeCheck(conn, conn_type)) {
+            PyObject *codec = SLOT(conn, C_CODEC), *cwt = SLOT(conn, C_WSTYPE);
+            long status = slot_long(conn, C_STATUS);
+            if (status == -1 && PyErr_Occurred())
+                goto fail;
+            if (status >= st_closing) {
+                Py_DECREF(conn);
+                continue;
+            }
+            if (codec != NULL && Py_TYPE(codec) == ws_type) {
+                PyObject *state = WSLOT(codec, W_STATE);
+                match = state != NULL && PyLong_CheckExact(state) &&
+                        PyLong_AsLong(state) == ws_open;
+                if (match && wt != Py_None && cwt != wt) {
+                    match = cwt != NULL ? PyObject_RichCompareBool(cwt, wt, Py_EQ) : 0;
+                    if (match < 0)
+                        goto fail;
+                }
+            }
+        }
+        if ((match ? queue_on(conn, data, size) : PyList_Append(rest, conn)) < 0)
+            goto fail;
+        Py_DECREF(conn);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    if (PyList_GET_SIZE(pending) && !flush_scheduled && schedule_flush() < 0) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    return rest;
+fail:
+    Py_DECREF(conn);
+fail_early:
+    Py_XDECREF(it);
+    Py_XDECREF(rest);
     return NULL;
 }
 
@@ -782,17 +856,18 @@ find_offsets(PyTypeObject *tp, const char **names, Py_ssize_t *offs, int n)
     return 0;
 }
 
-/* conn_install(TcpConnection, CodecBase, WebSocketCodec, ws_open, closing, established,
- *              socket_type, probe_socket, schedule, input_failed) */
+/* conn_install(TcpConnection, CodecBase, WebSocketCodec, ws_open, connecting, closing,
+ *              established, socket_type, probe_socket, schedule, input_failed) */
 static PyObject *
 m_conn_install(PyObject *module, PyObject *args)
 {
     PyObject *cls, *bcls, *wcls, *stype, *probe, *sched, *failed;
-    long wopen, closing, established;
+    long wopen, connecting, closing, established;
     Py_ssize_t base_off[W_N];
-    if (!PyArg_ParseTuple(args, "O!O!O!lllO!OOO:conn_install", &PyType_Type, &cls,
-                          &PyType_Type, &bcls, &PyType_Type, &wcls, &wopen, &closing,
-                          &established, &PyType_Type, &stype, &probe, &sched, &failed))
+    if (!PyArg_ParseTuple(args, "O!O!O!llllO!OOO:conn_install", &PyType_Type, &cls,
+                          &PyType_Type, &bcls, &PyType_Type, &wcls, &wopen, &connecting,
+                          &closing, &established, &PyType_Type, &stype, &probe, &sched,
+                          &failed))
         return NULL;
     if (find_offsets((PyTypeObject *)cls, conn_names, conn_off, C_N) < 0 ||
         find_offsets((PyTypeObject *)wcls, ws_names, ws_off, W_N) < 0 ||
@@ -845,6 +920,7 @@ m_conn_install(PyObject *module, PyObject *args)
     Py_XSETREF(schedule_cb, Py_NewRef(sched));
     Py_XSETREF(input_failed, Py_NewRef(failed));
     ws_open = wopen;
+    st_connecting = connecting;
     st_closing = closing;
     st_established = established;
     Py_RETURN_NONE;
@@ -852,7 +928,8 @@ m_conn_install(PyObject *module, PyObject *args)
 
 static PyMethodDef module_functions[] = {
     {"conn_install", m_conn_install, METH_VARARGS,
-     "conn_install(TcpConnection, CodecBase, WebSocketCodec, OPEN, CLOSING, ESTABLISHED, "
+     "conn_install(TcpConnection, CodecBase, WebSocketCodec, OPEN, CONNECTING, CLOSING, "
+     "ESTABLISHED, "
      "socket_type, "
      "probe_socket, schedule, input_failed): put the C per-message methods on the class."},
     {"flush_pending", m_flush_pending, METH_NOARGS,
@@ -861,6 +938,9 @@ static PyMethodDef module_functions[] = {
      "queue_flush(conn): flush conn in this loop iteration's flush_pending."},
     {"write_many", (PyCFunction)(void (*)(void))m_write_many, METH_FASTCALL,
      "write_many(conns, data): queue the same framed bytes on many connections."},
+    {"write_ws_open", (PyCFunction)(void (*)(void))m_write_ws_open, METH_FASTCALL,
+     "write_ws_open(conns, frame, websocket_type) -> rest: a broadcast's fan-out to the "
+     "open websocket connections of that websocket_type (None: any); the rest returned."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from greenlet import getcurrent
 
-__all__ = ["Context", "current", "bind", "unbind", "context"]
+__all__ = ["Context", "current", "bind", "unbind", "context", "by_greenlet"]
 
 
 class Context:
@@ -52,7 +52,11 @@ class Context:
         }
 
 
-_by_greenlet: "dict[Any, Context]" = {}
+#: greenlet -> the Context of the event it handles. `current()`, `bind()` and `unbind()` are
+#: the API; the BusinessWorker and the Gateway API use the dict directly on their per-event
+#: paths (a Python call less each, per message)
+by_greenlet: "dict[Any, Context]" = {}
+_by_greenlet = by_greenlet
 
 
 def current() -> Optional[Context]:

@@ -7,9 +7,11 @@ import functools
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple
 
+from greenlet import getcurrent
+
 from ..codec import gateway_protocol as gp
 from ..codec.client_id import InvalidClientId, decode_client_id
-from ..context import current as _current_context
+from ..context import by_greenlet as _by_greenlet, current as _current_context
 from .errors import GatewayApiError, NoGatewayError
 from .phpvalues import ext_bytes, json_bytes, php_empty, send_flag
 
@@ -121,7 +123,7 @@ class ApiBase:
     def _send_cmd(self, client_id: Any, cmd: int, message: Any, ext_data: Any = "",
                   raw: bool = False):
         """PHP sendCmdAndMessageToClient: current client (or None) -> context address."""
-        ctx = _current_context()
+        ctx = _by_greenlet.get(getcurrent())     # context.current(), inline: once per send
         if client_id is None or (ctx is not None and ctx.client_id and client_id == ctx.client_id):
             if ctx is None or not ctx.connection_id:
                 log.warning("%s: no current client (called outside a client event)",

@@ -15,7 +15,10 @@ import sys
 import time
 import zlib
 from collections import deque
+from functools import lru_cache
 from typing import Any, Callable, Dict, List, Optional
+
+from greenlet import getcurrent
 
 from ..api import current as api_current
 from .._version import VERSION
@@ -29,7 +32,7 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_ON_CLOSE,
                                      encode as encode_packet, hello_max_package_size,
                                      hello_packet, long2ip, parse_hello)
 from ..codec.phpjson import json_encode
-from ..context import Context, bind, unbind
+from ..context import Context, by_greenlet
 from ..log import get_logger, log_once
 from ..runtime import notify
 from ..runtime.connection import STATUS_CLOSED, STATUS_ESTABLISHED, flush_pending
@@ -45,6 +48,8 @@ from .security import check_secret_key
 __all__ = ["BusinessWorker"]
 
 log = get_logger("business_worker")
+
+_client_ip = lru_cache(maxsize=4096)(long2ip)    #: dotted ip per event, no Python call
 
 GATEWAY_RETRY_DELAY = 1.0
 _EVENT_NAMES = {CMD_ON_CONNECT: "on_connect", CMD_ON_MESSAGE: "on_message",
@@ -497,7 +502,7 @@ class BusinessWorker(WorkerSessions, Worker):
     def _handle_event(self, cid: str, pkt: Any) -> None:
         cmd = pkt.cmd
         gw = self._gateway_cache[(pkt.local_ip, pkt.local_port)]
-        ctx = Context(cid, pkt.connection_id, gw[1], pkt.local_port, long2ip(pkt.client_ip),
+        ctx = Context(cid, pkt.connection_id, gw[1], pkt.local_port, _client_ip(pkt.client_ip),
                       pkt.client_port, pkt.gateway_port, None, cmd, gw[2])
         raw = pkt.ext_data
         crcs = self._session_crc
@@ -521,7 +526,8 @@ class BusinessWorker(WorkerSessions, Worker):
             # link: the gateway may now write the client's close frame behind them
             self._transport.send(gw[2], encode_packet(CMD_CLOSE_DONE, b"",
                                                       connection_id=pkt.connection_id))
-        bind(ctx)
+        me = getcurrent()
+        by_greenlet[me] = ctx       # context.bind(ctx), inline: once per event
         try:
             if fn is not None:
                 if cmd == CMD_ON_MESSAGE:
@@ -534,11 +540,12 @@ class BusinessWorker(WorkerSessions, Worker):
             log.exception("worker %s #%d: %s(%s) raised; the worker goes on", self.name,
                           self.id, name, cid)
         finally:
-            unbind()
+            by_greenlet.pop(me, None)
         if cmd == CMD_ON_CLOSE:
             crcs.pop(cid, None)
             return
-        self._write_back(ctx)
+        if ctx.session is not None or ctx.session_raw or ctx.old_session is not FROM_EVENT:
+            self._write_back(ctx)   # (nothing to write back for a client without a session)
 
     def _message(self, pkt: Any) -> Any:
         flag = pkt.flag

@@ -26,7 +26,8 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT
 from ..codec.phpjson import json_decode
 from ..log import get_logger
 from ..runtime.badinput import LimitedLogger, peer_log
-from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection, write_many
+from ..protocols.websocket import WebSocketCodec
+from ..runtime.connection import STATUS_ESTABLISHED, TcpConnection, write_many, write_ws_open
 from ..runtime.keepalive import tune_link
 from ..runtime.outbound import AsyncTcpConnection, keep_register_link
 from ..runtime.strict import StrictConfigMeta
@@ -218,6 +219,9 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         self.core = GatewayCore(self.lan_ip, self.lan_port, self.port,
                                 log=LimitedLogger(log, "%s inner commands" % self.name))
         self.core.write_each = write_many     # broadcasts fan out without per-send layers
+        if write_ws_open is not None:
+            self.core.fan_out = write_ws_open     # (the C one, see GatewayCore)
+            self.core.fan_out_codec = WebSocketCodec
         self.connections = self.core.connections     # one table, not two
         self.inner = _InnerServer(self, self._inner_bind_host(), self.lan_port)
         self.inner._hub = self._hub

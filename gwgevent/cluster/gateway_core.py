@@ -254,6 +254,13 @@ class GatewayCore(GatewayQueries):
         else:
             conn.send(body, raw)
 
+    #: optional fan-out for broadcasts, set by the Gateway when the C speedups are there:
+    #: fan_out(conns, frame, websocket_type) writes frame to every connection whose codec is
+    #: an open `fan_out_codec` (websocket) of that websocket_type (None: any) and returns
+    #: the others (`runtime.connection.write_ws_open`)
+    fan_out = None
+    fan_out_codec = None
+
     @staticmethod
     def write_each(conns, frame) -> None:
         """Write an already framed message to each of conns (raw send). The Gateway replaces
@@ -275,6 +282,16 @@ class GatewayCore(GatewayQueries):
         if len(targets) == 1:
             GatewayCore.send_one(targets[0], body, False, binary)
             return
+        fan_out = self.fan_out
+        if fan_out is not None:
+            # the usual broadcast: every receiver an open websocket with the same framing as
+            # the first, written in one C loop; whoever differs comes back for the loop below
+            first = targets[0]
+            codec = first.codec
+            if codec.__class__ is self.fan_out_codec and codec.ready:
+                frame = codec.encode_binary(body) if binary else codec.encode(body)
+                if frame:
+                    targets = fan_out(targets, frame, None if binary else first.websocket_type)
         # group the ready targets by frame: (codec class, websocket_type); nearly always one
         groups = {}
         last_cls = last_wt = bucket = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import errno
 from collections import deque
-from typing import Any, Callable, Iterable, List, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, List, Optional
 
 import _socket
 from gevent import get_hub
@@ -23,48 +23,12 @@ from ..log import get_logger
 from ..protocols._base import CLOSE as CODEC_CLOSE_AFTER_FLUSH, DESTROY as CODEC_DESTROY_NOW
 from .badinput import input_failed, peer_log
 from .linger import linger_close
+from .owner import ConnectionOwner
 
 __all__ = ["TcpConnection", "ConnectionOwner", "ConnectionStatus", "flush_pending", "STATUS_NAMES",
-           "linger_close", "write_many", "queue_flush", "ACCELERATED_IO"]
+           "linger_close", "write_many", "queue_flush", "write_ws_open", "ACCELERATED_IO"]
 
 log = get_logger("connection")
-
-@runtime_checkable
-class ConnectionOwner(Protocol):
-    """What a connection calls on the object that owns it: a Worker (and the roles built on
-    it), or the events object of an outbound link (`outbound.LinkEvents`). The connection owns
-    the socket and the codec; the owner decides what messages, closes and full buffers mean.
-    These run on the loop, in watcher callbacks (keep them short, never block), unless the
-    owner batches reads through `queue_read`: then they run where it reads."""
-
-    #: sends dropped because a send buffer was full (Workerman's statistics)
-    send_fail: int
-    #: None: the read watcher reads inline in the loop (owners that run no user code: the
-    #: Gateway, the Register, links). Otherwise called with the connection when it is readable;
-    #: the owner must call `conn._on_readable()` soon, in this loop iteration (the Worker reads
-    #: a whole iteration's readable connections in one runner greenlet, where user handlers
-    #: may block)
-    queue_read: Optional[Callable[["TcpConnection"], None]]
-
-    def handle_messages(self, conn: "TcpConnection", msgs: list) -> None:
-        """Complete messages the codec decoded from one read, in order."""
-
-    def handle_handshake(self, conn: "TcpConnection", data: dict) -> None:
-        """The codec finished an opening handshake (websocket: onWebSocketConnect data)."""
-
-    def handle_closed(self, conn: "TcpConnection") -> None:
-        """The connection is closed (exactly once per connection)."""
-
-    def handle_buffer_full(self, conn: "TcpConnection") -> None:
-        """The send buffer reached max_send_buffer_size."""
-
-    def handle_buffer_drain(self, conn: "TcpConnection") -> None:
-        """The send buffer went from full to empty."""
-
-    def hold_close(self, conn: "TcpConnection", out: Any) -> bool:
-        """The codec wants to close after writing `out` (a close frame). True: the owner takes
-        over (writes `out` and closes later); False: the connection goes on at once."""
-
 
 class ConnectionStatus(enum.IntEnum):
     """Workerman's TcpConnection::STATUS_*. Ordered: everything below CLOSING may still carry
@@ -303,6 +267,15 @@ class TcpConnection:
         limit: protocol control data, and owners that apply back-pressure themselves. False
         (counted in send_fail, on_error told) when the buffer is full."""
         size = self.send_buffer_size
+        if self._status == STATUS_CONNECTING:
+            # an outbound connection still connecting: queue everything (its connect watcher
+            # holds _ww, so nothing is flushed before it is connected; limits apply then)
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
+            self.send_buffer_size = size + len(data)
+            return True
         if size >= self.max_send_buffer_size and not force:
             self._buffer_overflow()
             return False
@@ -579,7 +552,7 @@ def _install_speedups() -> bool:
     """With the C module (gwgevent.accel): the per-message methods of TcpConnection and the
     flush functions above in C (gwgevent/_speedups_conn.c). The Python code above stays the
     reference, and what runs with GWGEVENT_PURE=1 or without a compiler."""
-    global flush_pending, write_many, queue_flush
+    global flush_pending, write_many, queue_flush, write_ws_open
     from .. import accel
     c = accel.speedups
     if c is None:
@@ -588,13 +561,19 @@ def _install_speedups() -> bool:
     from ..protocols.websocket import OPEN, WebSocketCodec
     probe = _socket.socket()    # conn_install checks where a socket keeps its fd
     try:
-        c.conn_install(TcpConnection, CodecBase, WebSocketCodec, OPEN, STATUS_CLOSING,
-                       STATUS_ESTABLISHED, _socket.socket, probe,
+        c.conn_install(TcpConnection, CodecBase, WebSocketCodec, OPEN, STATUS_CONNECTING,
+                       STATUS_CLOSING, STATUS_ESTABLISHED, _socket.socket, probe,
                        lambda: get_hub().loop.run_callback(c.flush_pending), input_failed)
     finally:
         probe.close()
     flush_pending, write_many, queue_flush = c.flush_pending, c.write_many, c.queue_flush
+    write_ws_open = c.write_ws_open
     return True
+
+
+#: write_ws_open(conns, frame, websocket_type) -> rest: with the C speedups, a broadcast's
+#: fan-out to the open websocket connections of one websocket_type (None: any); else None
+write_ws_open: Optional[Callable[..., list]] = None
 
 
 ACCELERATED_IO = _install_speedups()   #: TcpConnection's per-message path is the C one

@@ -194,18 +194,6 @@ class AsyncTcpConnection(TcpConnection):
             self.worker = LinkEvents()  # nobody to tell any more
             self.destroy()
 
-    def write(self, data: bytes, force: bool = False) -> bool:
-        if self._status == STATUS_CONNECTING:
-            # queue until connected; the connect watcher occupies _ww so no flush is scheduled
-            if self._out is None:
-                self._out = [data]
-                self.send_buffer_size = len(data)
-            else:
-                self._out.append(data)
-                self.send_buffer_size += len(data)
-            return True
-        return TcpConnection.write(self, data, force)     # (no super() object per packet)
-
     def send(self, data: Any, raw: bool = False) -> Optional[bool]:
         if self._status == STATUS_CONNECTING:
             if not raw:
