@@ -371,6 +371,324 @@ fail:
     return NULL;
 }
 
+/* ---- slot_maker(cls, names) -> maker; maker(*values) -> a cls instance --------------------
+ * An object made per event (the BusinessWorker's Context) costs a Python __init__ frame that
+ * stores each attribute; the maker allocates the instance and fills the named __slots__
+ * directly, without running __init__ (so the class must not need one for these). */
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *cls;
+    Py_ssize_t n;
+    Py_ssize_t offs[32];
+    vectorcallfunc vectorcall;
+} SlotMaker;
+
+static PyObject *
+slot_maker_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SlotMaker *m = (SlotMaker *)self;
+    Py_ssize_t i, nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != m->n || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_Format(PyExc_TypeError, "%s maker takes %zd positional values", m->cls->tp_name,
+                     m->n);
+        return NULL;
+    }
+    PyObject *obj = m->cls->tp_alloc(m->cls, 0);
+    if (obj == NULL)
+        return NULL;
+    for (i = 0; i < nargs; i++) {
+        PyObject **slot = (PyObject **)((char *)obj + m->offs[i]);
+        Py_XSETREF(*slot, Py_NewRef(args[i]));
+    }
+    return obj;
+}
+
+static void
+slot_maker_dealloc(PyObject *self)
+{
+    Py_XDECREF(((SlotMaker *)self)->cls);
+    PyObject_Free(self);
+}
+
+static PyTypeObject SlotMakerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gwgevent._speedups.SlotMaker",
+    .tp_basicsize = sizeof(SlotMaker),
+    .tp_dealloc = slot_maker_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SlotMaker, vectorcall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "maker(*values): a new instance with the maker's slots set to values.",
+};
+
+static PyObject *
+slot_maker(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *names;
+    if (!PyArg_ParseTuple(args, "O!O!:slot_maker", &PyType_Type, &cls, &PyTuple_Type, &names))
+        return NULL;
+    Py_ssize_t i, n = PyTuple_GET_SIZE(names);
+    if (n > 32) {
+        PyErr_SetString(PyExc_ValueError, "slot_maker: at most 32 slots");
+        return NULL;
+    }
+    if (((PyTypeObject *)cls)->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError, "slot_maker: the class must have __slots__ only");
+        return NULL;
+    }
+    SlotMaker *m = PyObject_New(SlotMaker, &SlotMakerType);
+    if (m == NULL)
+        return NULL;
+    m->cls = (PyTypeObject *)Py_NewRef(cls);
+    m->n = n;
+    m->vectorcall = slot_maker_call;
+    for (i = 0; i < n; i++) {
+        PyObject *d = _PyType_Lookup((PyTypeObject *)cls, PyTuple_GET_ITEM(names, i));
+        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "slot_maker: %R is not an object slot of %s",
+                         PyTuple_GET_ITEM(names, i), ((PyTypeObject *)cls)->tp_name);
+            Py_DECREF(m);
+            return NULL;
+        }
+        m->offs[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return (PyObject *)m;
+}
+
+/* client_packet(cmd, connection_id, flag, text) -> bytes: gateway_protocol.py_client_packet */
+static PyObject *
+client_packet(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "client_packet(cmd, connection_id, flag, text: str)");
+        return NULL;
+    }
+    unsigned long cmd = PyLong_AsUnsignedLongMask(args[0]);
+    unsigned long cid = PyLong_AsUnsignedLongMask(args[1]);
+    unsigned long flag = PyLong_AsUnsignedLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    const char *body;
+    Py_ssize_t n;
+    PyObject *utf8 = NULL;
+    if (PyUnicode_IS_ASCII(args[3])) {
+        body = (const char *)PyUnicode_DATA(args[3]);
+        n = PyUnicode_GET_LENGTH(args[3]);
+    } else {
+        if ((utf8 = PyUnicode_AsUTF8String(args[3])) == NULL)
+            return NULL;
+        body = PyBytes_AS_STRING(utf8);
+        n = PyBytes_GET_SIZE(utf8);
+    }
+    if (n > 0xFFFFFFFFLL - 28) {
+        Py_XDECREF(utf8);
+        PyErr_SetString(PyExc_OverflowError, "client_packet: body too large");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 28 + n);
+    if (out != NULL) {
+        unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+        uint32_t len = (uint32_t)(28 + n);
+        memset(p, 0, 28);
+        p[0] = len >> 24; p[1] = len >> 16; p[2] = len >> 8; p[3] = len;
+        p[4] = (unsigned char)cmd;
+        p[17] = cid >> 24; p[18] = cid >> 16; p[19] = cid >> 8; p[20] = cid;
+        p[21] = (unsigned char)(flag | 0x01);     /* FLAG_BODY_IS_SCALAR */
+        memcpy(p + 28, body, n);
+    }
+    Py_XDECREF(utf8);
+    return out;
+}
+
+/* event_packet(cmd, mid, flag, gateway_port, ext, body) -> bytes:
+ * gateway_protocol.py_event_packet (mid: the client's 16 header bytes; ext, body: buffers) */
+static PyObject *
+event_packet(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer mid, ext, body;
+    PyObject *out = NULL;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "event_packet(cmd, mid, flag, gateway_port, ext, body)");
+        return NULL;
+    }
+    unsigned long cmd = PyLong_AsUnsignedLongMask(args[0]);
+    unsigned long flag = PyLong_AsUnsignedLongMask(args[2]);
+    unsigned long port = PyLong_AsUnsignedLongMask(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &mid, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &ext, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&mid);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[5], &body, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&mid);
+        PyBuffer_Release(&ext);
+        return NULL;
+    }
+    if (mid.len != 16 || 28 + ext.len + body.len > 0xFFFFFFFFLL) {
+        PyErr_SetString(mid.len != 16 ? PyExc_ValueError : PyExc_OverflowError,
+                        "event_packet: mid must be 16 bytes, the packet under 4 GB");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, 28 + ext.len + body.len);
+    if (out != NULL) {
+        unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+        uint32_t len = (uint32_t)(28 + ext.len + body.len), n_ext = (uint32_t)ext.len;
+        p[0] = len >> 24; p[1] = len >> 16; p[2] = len >> 8; p[3] = len;
+        p[4] = (unsigned char)cmd;
+        memcpy(p + 5, mid.buf, 16);
+        p[21] = (unsigned char)flag;
+        p[22] = (unsigned char)(port >> 8); p[23] = (unsigned char)port;
+        p[24] = n_ext >> 24; p[25] = n_ext >> 16; p[26] = n_ext >> 8; p[27] = n_ext;
+        memcpy(p + 28, ext.buf, ext.len);
+        memcpy(p + 28 + ext.len, body.buf, body.len);
+    }
+done:
+    PyBuffer_Release(&mid);
+    PyBuffer_Release(&ext);
+    PyBuffer_Release(&body);
+    return out;
+}
+
+/* ---- BusinessWorker: queue the client events of one read ------------------------------------
+ * route_events(packets, names, gateways, gateway_info, queues, ready, deque) -> (n, control):
+ * what gwgevent/cluster/event_routing.py's py_route_events does (the reference), in C. */
+#define GP(pkt, i) (*(PyObject **)((char *)(pkt) + gp_offsets[i]))
+
+static PyObject *
+client_id_of(PyObject *prefix, PyObject *conn_id)
+{
+    unsigned long id = PyLong_AsUnsignedLongMask(conn_id) & 0xFFFFFFFFUL;
+    if (id == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (!PyUnicode_CheckExact(prefix) || !PyUnicode_IS_ASCII(prefix))
+        return PyUnicode_FromFormat("%U%08lx", prefix, id);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(prefix);
+    PyObject *cid = PyUnicode_New(n + 8, 127);
+    if (cid == NULL)
+        return NULL;
+    char *p = (char *)PyUnicode_DATA(cid);
+    static const char hexd[] = "0123456789abcdef";
+    int k;
+    memcpy(p, PyUnicode_DATA(prefix), n);
+    for (k = 7; k >= 0; k--, id >>= 4)
+        p[n + k] = hexd[id & 15];
+    return cid;
+}
+
+static PyObject *
+route_events(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "route_events(packets, names, gateways, gateway_info, queues, ready, "
+                        "deque)");
+        return NULL;
+    }
+    PyObject *packets = args[0], *names = args[1], *gateways = args[2], *info = args[3];
+    PyObject *queues = args[4], *ready = args[5], *deque_type = args[6];
+    PyObject *control = NULL, *prefix = NULL, *last_ip = NULL, *last_port = NULL;
+    PyObject *append = NULL;
+    Py_ssize_t i, count = 0;
+    if (!PyList_CheckExact(packets) || !PyDict_CheckExact(gateways) ||
+        !PyDict_CheckExact(queues) || gp_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "route_events: packets list, dicts, gp_init first");
+        return NULL;
+    }
+    if ((control = PyList_New(0)) == NULL || (append = PyObject_GetAttrString(ready, "append"))
+            == NULL)
+        goto fail;
+    for (i = 0; i < PyList_GET_SIZE(packets); i++) {
+        PyObject *pkt = PyList_GET_ITEM(packets, i);
+        if (Py_TYPE(pkt) != gp_type) {
+            PyErr_SetString(PyExc_TypeError, "route_events: not a GatewayPacket");
+            goto fail;
+        }
+        int known = PySequence_Contains(names, GP(pkt, 0));
+        if (known < 0)
+            goto fail;
+        if (!known) {
+            if (PyList_Append(control, pkt) < 0)
+                goto fail;
+            continue;
+        }
+        count++;
+        PyObject *ip = GP(pkt, 1), *port = GP(pkt, 2);
+        if (prefix == NULL || PyObject_RichCompareBool(ip, last_ip, Py_EQ) != 1 ||
+            PyObject_RichCompareBool(port, last_port, Py_EQ) != 1) {
+            /* one gateway per link: looked up once per read */
+            PyObject *key = PyTuple_Pack(2, ip, port), *gw;
+            if (key == NULL)
+                goto fail;
+            gw = PyDict_GetItemWithError(gateways, key);
+            Py_DECREF(key);
+            if (gw != NULL)
+                Py_INCREF(gw);
+            else if (PyErr_Occurred() || (gw = PyObject_CallFunctionObjArgs(info, ip, port, NULL))
+                                             == NULL)
+                goto fail;
+            PyObject *pre = PySequence_GetItem(gw, 0);
+            Py_DECREF(gw);
+            if (pre == NULL)
+                goto fail;
+            Py_XSETREF(prefix, pre);
+            Py_XSETREF(last_ip, Py_NewRef(ip));
+            Py_XSETREF(last_port, Py_NewRef(port));
+        }
+        PyObject *cid = client_id_of(prefix, GP(pkt, 5)), *q, *r;
+        if (cid == NULL)
+            goto fail;
+        q = PyDict_GetItemWithError(queues, cid);
+        if (q != NULL) {
+            /* that client's events are queued or running: keep the order */
+            if (q == Py_None) {
+                PyObject *one = PyTuple_Pack(1, pkt);
+                PyObject *dq = one == NULL ? NULL : PyObject_CallOneArg(deque_type, one);
+                Py_XDECREF(one);
+                int rc = dq == NULL ? -1 : PyDict_SetItem(queues, cid, dq);
+                Py_XDECREF(dq);
+                Py_DECREF(cid);
+                if (rc < 0)
+                    goto fail;
+            } else {
+                Py_DECREF(cid);
+                r = PyObject_CallMethod(q, "append", "O", pkt);
+                if (r == NULL)
+                    goto fail;
+                Py_DECREF(r);
+            }
+            continue;
+        }
+        if (PyErr_Occurred() || PyDict_SetItem(queues, cid, Py_None) < 0) {
+            Py_DECREF(cid);
+            goto fail;
+        }
+        PyObject *pair = PyTuple_Pack(2, cid, pkt);
+        Py_DECREF(cid);
+        r = pair == NULL ? NULL : PyObject_CallOneArg(append, pair);
+        Py_XDECREF(pair);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+    Py_XDECREF(prefix);
+    Py_XDECREF(last_ip);
+    Py_XDECREF(last_port);
+    Py_DECREF(append);
+    return Py_BuildValue("(nN)", count, control);
+fail:
+    Py_XDECREF(prefix);
+    Py_XDECREF(last_ip);
+    Py_XDECREF(last_port);
+    Py_XDECREF(append);
+    Py_XDECREF(control);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"ws_frames", (PyCFunction)(void (*)(void))ws_frames, METH_FASTCALL,
      "ws_frames(buf, pos, limit, raw, msgs) -> pos: the websocket hot-path frame loop."},
@@ -378,6 +696,15 @@ static PyMethodDef methods[] = {
     {"encode_frame", encode_frame, METH_VARARGS,
      "encode_frame(payload, opcode_byte=0x81) -> bytes: one unmasked server frame."},
     {"gp_init", gp_init, METH_O, "gp_init(GatewayPacket): where gp_split puts the fields."},
+    {"route_events", (PyCFunction)(void (*)(void))route_events, METH_FASTCALL,
+     "route_events(packets, names, gateways, gateway_info, queues, ready, deque) -> "
+     "(events, control): the BusinessWorker's event queueing (cluster/event_routing.py)."},
+    {"slot_maker", slot_maker, METH_VARARGS,
+     "slot_maker(cls, names) -> maker: maker(*values) makes a cls with those slots set."},
+    {"event_packet", (PyCFunction)(void (*)(void))event_packet, METH_FASTCALL,
+     "event_packet(cmd, mid, flag, gateway_port, ext, body) -> bytes: a G->W event packet."},
+    {"client_packet", (PyCFunction)(void (*)(void))client_packet, METH_FASTCALL,
+     "client_packet(cmd, connection_id, flag, text) -> bytes: a text message for one client."},
     {"gp_split", (PyCFunction)(void (*)(void))gp_split, METH_FASTCALL,
      "gp_split(buf, max_size) -> (packets, pos, bad_length): GatewayProtocol split_decode."},
     {NULL, NULL, 0, NULL}
@@ -392,6 +719,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    if (PyType_Ready(&SlotMakerType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && conn_module_init(m) < 0)
         Py_CLEAR(m);

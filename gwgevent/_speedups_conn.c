@@ -324,8 +324,8 @@ c_on_readable(PyObject *self, PyObject *unused)
     }
     /* bytes_read += n */
     PyObject *br = slot_get(self, conn_off[C_BREAD], "bytes_read");
-    long long total = br == NULL ? -1 : PyLong_AsLongLong(br);
-    if (total < 0 || slot_put(self, conn_off[C_BREAD], PyLong_FromLongLong(total + n)) < 0) {
+    Py_ssize_t total = br == NULL ? -1 : PyLong_AsSsize_t(br);
+    if (total < 0 || slot_put(self, conn_off[C_BREAD], PyLong_FromSsize_t(total + n)) < 0) {
         Py_XDECREF(data);
         return NULL;
     }
@@ -601,9 +601,9 @@ c_flush(PyObject *self, PyObject *unused)
         }
     }
     PyObject *bw = slot_get(self, conn_off[C_BWRITTEN], "bytes_written");
-    long long total = bw == NULL ? -1 : PyLong_AsLongLong(bw);
+    Py_ssize_t total = bw == NULL ? -1 : PyLong_AsSsize_t(bw);
     if (total < 0 ||
-        slot_put(self, conn_off[C_BWRITTEN], PyLong_FromLongLong(total + sent)) < 0) {
+        slot_put(self, conn_off[C_BWRITTEN], PyLong_FromSsize_t(total + sent)) < 0) {
         Py_DECREF(data);
         return NULL;
     }

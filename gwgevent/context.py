@@ -11,7 +11,10 @@ from typing import Any, Optional
 
 from greenlet import getcurrent
 
-__all__ = ["Context", "current", "bind", "unbind", "context", "by_greenlet"]
+from . import accel
+
+__all__ = ["Context", "current", "bind", "unbind", "context", "by_greenlet", "event_context",
+           "py_event_context", "EVENT_FIELDS"]
 
 
 class Context:
@@ -51,6 +54,30 @@ class Context:
             "GATEWAY_CLIENT_ID": self.client_id,
         }
 
+
+#: the fields of `event_context`, in its argument order
+EVENT_FIELDS = ("client_id", "connection_id", "local_ip", "local_port", "client_ip",
+                "client_port", "gateway_port", "gateway_addr", "session", "old_session",
+                "session_raw", "cmd", "gateway_address")
+
+
+def py_event_context(client_id: str, connection_id: int, local_ip: str, local_port: int,
+                     client_ip: str, client_port: int, gateway_port: int, gateway_addr: str,
+                     session: Optional[dict], old_session: Any, session_raw: bytes, cmd: int,
+                     gateway_address: str) -> Context:
+    """The Context of one client event, every field given (`EVENT_FIELDS`). The BusinessWorker
+    makes one per event, so with the C speedups this is a maker that fills the slots without
+    a Python __init__ (`event_context`); this is the reference."""
+    ctx = Context(client_id, connection_id, local_ip, local_port, client_ip, client_port,
+                  gateway_port, session, cmd, gateway_address)
+    ctx.gateway_addr = gateway_addr
+    ctx.old_session = old_session
+    ctx.session_raw = session_raw
+    return ctx
+
+
+event_context = py_event_context if accel.speedups is None else \
+    accel.speedups.slot_maker(Context, EVENT_FIELDS)
 
 #: greenlet -> the Context of the event it handles. `current()`, `bind()` and `unbind()` are
 #: the API; the BusinessWorker and the Gateway API use the dict directly on their per-event

@@ -95,6 +95,8 @@ def test_camel_case_aliases(app):
         assert info["remote_address"] == "127.0.0.1:%d" % c.local_port
         assert info["local_port"] == app.port["CAMEL"]
         assert info["camel_reads_back"] == [True, True]
+        # gc_threshold (runtime/gctune.py) applied in the serving process: set via its alias
+        assert info["gc_threshold"] == 12345 and info["gc_frozen"] > 1000
         assert info["started"] == 1 and info["connects"] >= 1
     finally:
         c.close()
@@ -339,3 +341,13 @@ def test_app_dir_is_the_start_files_folder():
                  Gateway("websocket://127.0.0.1:1", _register=False),
                  Register("text://127.0.0.1:1", _register=False)):
         assert role.app_dir == here, (type(role).__name__, role.app_dir)
+
+
+def test_gc_threshold_default_in_the_serving_process(app):
+    c = text_client(app)
+    try:
+        threshold, frozen = json.loads(c.ask("gc"))
+        assert threshold == 20000       # Worker.gc_threshold's default, not Python's 700
+        assert frozen > 1000            # gc.freeze() ran before serving
+    finally:
+        c.close()

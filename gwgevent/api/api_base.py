@@ -143,10 +143,8 @@ class ApiBase:
         else:
             flag = send_flag(message, raw)
         if ext_data == "" and message.__class__ is str:
-            # the hot shape (a text message to one client): straight to the header packer
-            body = message.encode()
-            packet = gp.HEADER.pack(28 + len(body), cmd, 0, 0, 0, 0, connection_id & 0xFFFFFFFF,
-                                    flag | gp.FLAG_BODY_IS_SCALAR, 0, 0) + body
+            # the hot shape (a text message to one client): straight to the packet builder
+            packet = gp.client_packet(cmd, connection_id, flag, message)
         else:
             ext = b"" if php_empty(ext_data) else ext_data
             packet = self._pack(cmd, message, connection_id=connection_id, flag=flag,

@@ -32,13 +32,14 @@ from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_ON_CLOSE,
                                      encode as encode_packet, hello_max_package_size,
                                      hello_packet, long2ip, parse_hello)
 from ..codec.phpjson import json_encode
-from ..context import Context, by_greenlet
+from ..context import by_greenlet, event_context
 from ..log import get_logger, log_once
 from ..runtime import notify
 from ..runtime.connection import STATUS_CLOSED, STATUS_ESTABLISHED, flush_pending
 from ..runtime.outbound import AsyncTcpConnection, LinkEvents, keep_register_link
 from ..runtime.timer import Timer
 from ..runtime.worker import Worker
+from .event_routing import route_events
 from .links import LINK_HEADROOM, GatewayLinkCodec
 from .register_links import connect_registers
 from .worker_session import FROM_EVENT, WorkerSessions, decode_session
@@ -50,6 +51,7 @@ __all__ = ["BusinessWorker"]
 log = get_logger("business_worker")
 
 _client_ip = lru_cache(maxsize=4096)(long2ip)    #: dotted ip per event, no Python call
+_SCALAR_BINARY = FLAG_BODY_IS_SCALAR | FLAG_BINARY
 
 GATEWAY_RETRY_DELAY = 1.0
 _EVENT_NAMES = {CMD_ON_CONNECT: "on_connect", CMD_ON_MESSAGE: "on_message",
@@ -386,33 +388,11 @@ class BusinessWorker(WorkerSessions, Worker):
 
     # ------------------------------------------------------------ events
     def _on_gateway_packets(self, link: AsyncTcpConnection, packets: list) -> None:
-        queues = self._queues
-        ready = self._ready
-        gateways = self._gateway_cache
-        names = _EVENT_NAMES
-        last_ip = last_port = prefix = None
-        for pkt in packets:
-            if pkt.cmd not in names:
-                self._gateway_control(link, pkt)
-                continue
-            self.total_request += 1
-            ip, port = pkt.local_ip, pkt.local_port
-            if ip != last_ip or port != last_port:      # one gateway per link: looked up once
-                gw = gateways.get((ip, port))
-                if gw is None:
-                    gw = self._gateway_info(ip, port)
-                prefix, last_ip, last_port = gw[0], ip, port
-            cid = "%s%08x" % (prefix, pkt.connection_id)
-            if cid in queues:
-                # that client's events are queued or running: keep the order
-                q = queues[cid]
-                if q is None:
-                    queues[cid] = deque((pkt,))
-                else:
-                    q.append(pkt)
-                continue
-            queues[cid] = None
-            ready.append((cid, pkt))
+        count, control = route_events(packets, _EVENT_NAMES, self._gateway_cache,
+                                      self._gateway_info, self._queues, self._ready, deque)
+        self.total_request += count
+        for pkt in control:
+            self._gateway_control(link, pkt)
         self._pump()
 
     def _gateway_control(self, link: AsyncTcpConnection, pkt: Any) -> None:
@@ -502,23 +482,20 @@ class BusinessWorker(WorkerSessions, Worker):
     def _handle_event(self, cid: str, pkt: Any) -> None:
         cmd = pkt.cmd
         gw = self._gateway_cache[(pkt.local_ip, pkt.local_port)]
-        ctx = Context(cid, pkt.connection_id, gw[1], pkt.local_port, _client_ip(pkt.client_ip),
-                      pkt.client_port, pkt.gateway_port, None, cmd, gw[2])
         raw = pkt.ext_data
+        ctx = event_context(cid, pkt.connection_id, gw[1], pkt.local_port,
+                            _client_ip(pkt.client_ip), pkt.client_port, pkt.gateway_port, gw[1],
+                            None, FROM_EVENT, raw, cmd, gw[2])
         crcs = self._session_crc
         if cmd != CMD_ON_CLOSE and cid in crcs:
             crc = zlib.crc32(raw)
             if crcs[cid] != crc:
                 # the session changed since we last wrote it (another worker, or this event was
                 # queued before our write landed): read the gateway's current one
-                raw = self._fetch_session(ctx, raw)
+                raw = ctx.session_raw = self._fetch_session(ctx, raw)
                 crcs[cid] = crc
-        session = None
         if raw:
-            session = decode_session(raw, cid)
-        ctx.session = session
-        ctx.old_session = FROM_EVENT
-        ctx.session_raw = raw
+            ctx.session = decode_session(raw, cid)
         name = _EVENT_NAMES[cmd]
         fn = self._handlers.get(name)
         if cmd == CMD_ON_CLOSE and pkt.flag & FLAG_CLOSE_ACK:
@@ -531,7 +508,16 @@ class BusinessWorker(WorkerSessions, Worker):
         try:
             if fn is not None:
                 if cmd == CMD_ON_MESSAGE:
-                    fn(cid, self._message(pkt))
+                    if pkt.flag & _SCALAR_BINARY == FLAG_BODY_IS_SCALAR \
+                            and self.message_type == "auto":
+                        # the usual message: text from a websocket (else bytes, see _message)
+                        try:
+                            msg = pkt.body.decode()
+                        except UnicodeDecodeError:
+                            msg = pkt.body
+                    else:
+                        msg = self._message(pkt)
+                    fn(cid, msg)
                 elif cmd == CMD_ON_WEBSOCKET_CONNECT:
                     fn(cid, _handshake_data(pkt))
                 else:

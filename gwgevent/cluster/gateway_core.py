@@ -28,7 +28,7 @@ import struct
 
 from ..codec import gateway_protocol as gp
 from ..codec.gateway_protocol import (FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
-                                     HEAD_LEN, command_name, ip2long)
+                                     command_name, ip2long)
 from ..codec.phpjson import json_decode
 from ..codec.phpserialize import array_replace_recursive, dumps, loads, php_array_key
 from .gateway_queries import _LEN, GatewayQueries, _is_php_array, _key_set, _text, _values
@@ -40,9 +40,7 @@ MAX_CONNECTION_ID = 4294967295
 # per-client cached middle of the G->W header: local_ip, local_port, client_ip,
 # client_port, connection_id (16 bytes)
 _MID = struct.Struct('>IHIHI')
-# a whole G->W header from (pack_len, cmd, mid16, flag, gateway_port, ext_len)
-_EVENT = struct.Struct('>IB16sBHI')
-assert _EVENT.size == HEAD_LEN and _MID.size == 16
+assert _MID.size == 16
 
 
 
@@ -166,11 +164,7 @@ class GatewayCore(GatewayQueries):
             flag |= FLAG_BODY_IS_SCALAR
         else:
             body, flag = gp.body_wire(body, flag)
-        n_ext = len(ext)
-        if n_ext:
-            return b''.join((_EVENT.pack(HEAD_LEN + n_ext + len(body), cmd, h, flag,
-                                         self.gateway_port, n_ext), ext, body))
-        return _EVENT.pack(HEAD_LEN + len(body), cmd, h, flag, self.gateway_port, 0) + body
+        return gp.event_packet(cmd, h, flag, self.gateway_port, ext, body)
 
     # ------------------------------------------------------------------ X -> G commands
 

@@ -18,7 +18,8 @@ from .phpserialize import php_string
 __all__ = [
     'HEAD_LEN', 'HEADER', 'FLAG_BODY_IS_SCALAR', 'FLAG_NOT_CALL_ENCODE', 'COMMAND_NAMES',
     'GatewayPacket', 'PacketTooLarge', 'encode', 'decode', 'input_length', 'split_packets',
-    'split_decode', 'ip2long', 'long2ip', 'command_name', 'body_wire', 'FLAG_BINARY',
+    'split_decode', 'client_packet', 'py_client_packet', 'event_packet', 'py_event_packet',
+    'ip2long', 'long2ip', 'command_name', 'body_wire', 'FLAG_BINARY',
     'FLAG_CLOSE_ACK', 'CMD_CLOSE_DONE', 'FEATURES', 'hello_packet', 'parse_hello',
     'hello_max_package_size', 'CMD_WORKER_DRAIN', 'CMD_WORKER_DRAINED', 'EXTENSION_NAMES',
 ]
@@ -163,11 +164,38 @@ class GatewayPacket:
                    self.ext_data[:60], self.body[:60]))
 
 
+def py_client_packet(cmd: int, connection_id: int, flag: int, text: str) -> bytes:
+    """The command packet of a text message for one client (no ext_data, the body a scalar):
+    the BusinessWorker's most frequent output (`send_to_client`), so also in C."""
+    body = text.encode()
+    return HEADER.pack(HEAD_LEN + len(body), cmd & 0xFF, 0, 0, 0, 0, connection_id & 0xFFFFFFFF,
+                       (flag | FLAG_BODY_IS_SCALAR) & 0xFF, 0, 0) + body
+
+
+_EVENT = struct.Struct('>IB16sBHI')
+
+
+def py_event_packet(cmd: int, mid: bytes, flag: int, gateway_port: int, ext: bytes,
+                    body: bytes) -> bytes:
+    """A gateway -> worker event packet: `mid` the 16 header bytes of the client (local
+    ip/port, client ip/port, connection id), ext_data and body (bytes-like) as they are.
+    Every client message becomes one, so also in C."""
+    n_ext = len(ext)
+    if n_ext:
+        return b''.join((_EVENT.pack(HEAD_LEN + n_ext + len(body), cmd, mid, flag,
+                                     gateway_port, n_ext), ext, body))
+    return _EVENT.pack(HEAD_LEN + len(body), cmd, mid, flag, gateway_port, 0) + body
+
+
 # the C split (gwgevent/_speedups.c) fills GatewayPacket's slots directly
 _gp_split = None
+client_packet = py_client_packet
+event_packet = py_event_packet
 if accel.speedups is not None:
     accel.speedups.gp_init(GatewayPacket)
     _gp_split = accel.speedups.gp_split
+    client_packet = accel.speedups.client_packet
+    event_packet = accel.speedups.event_packet
 
 
 def body_wire(body, flag=0):

@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 from ..log import REOPEN_SIGNAL, get_logger, reopen_logs, setup_logging
+from ..runtime.gctune import tune_gc
 from .settings import logging_settings
 
 log = get_logger("child")
@@ -54,6 +55,7 @@ def run_child(worker: Any, worker_id: int) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
     from . import watchdog
     watchdog.arm(worker.loop_timeout, dump_fd)
+    tune_gc(worker.gc_threshold)
     code = 0
     try:
         worker._start_serving()

@@ -16,7 +16,7 @@ CAMEL_ALIASES = {
     "reusePort": "reuse_port", "maxSendBufferSize": "max_send_buffer_size",
     "maxPackageSize": "max_package_size", "stopTimeout": "stop_timeout",
     "gracefulTimeout": "graceful_timeout", "loopTimeout": "loop_timeout",
-    "readyTimeout": "ready_timeout",
+    "readyTimeout": "ready_timeout", "gcThreshold": "gc_threshold",
 }
 
 

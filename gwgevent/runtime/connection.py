@@ -557,6 +557,8 @@ def _install_speedups() -> bool:
     c = accel.speedups
     if c is None:
         return False
+    PY_REFERENCE.update({name: TcpConnection.__dict__[name] for name in _C_METHODS},
+                        flush_pending=flush_pending, write_many=write_many)
     from ..protocols._base import CodecBase
     from ..protocols.websocket import OPEN, WebSocketCodec
     probe = _socket.socket()    # conn_install checks where a socket keeps its fd
@@ -570,6 +572,10 @@ def _install_speedups() -> bool:
     write_ws_open = c.write_ws_open
     return True
 
+
+#: the Python functions the C speedups replaced (tests/test_speedups.py runs both)
+PY_REFERENCE: dict = {}
+_C_METHODS = ("_on_readable", "_queue_readable", "send", "write", "_flush")
 
 #: write_ws_open(conns, frame, websocket_type) -> rest: with the C speedups, a broadcast's
 #: fan-out to the open websocket connections of one websocket_type (None: any); else None

@@ -11,7 +11,7 @@ goes on with the remaining connections, so one slow handler delays nobody else.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, List
+from typing import Any, Callable, Deque, List, Optional
 
 from greenlet import getcurrent, greenlet
 
@@ -29,7 +29,8 @@ def _drain_backlog(backlog: Deque[Any]) -> None:
 
 
 class Runners:
-    """Mixin of Worker: the runner pool and the batched reads (ConnectionOwner.queue_read)."""
+    """Mixin of Worker: the runner pool, the batched reads (ConnectionOwner.queue_read) and
+    on_message for what they decode (ConnectionOwner.handle_messages)."""
 
     _hub: Any
     _idle_runners: List[greenlet]
@@ -37,6 +38,8 @@ class Runners:
     _reads_scheduled: bool
     _call_each: Callable[..., Any]
     _log_callback_error: Callable[..., Any]
+    total_request: int
+    on_message: Optional[Callable[..., Any]]
 
     def _init_runners(self) -> None:
         self._hub = None
@@ -73,10 +76,15 @@ class Runners:
         finally:
             conn._busy = False
 
-    def _run_messages(self, conn: Any, cb: Callable[..., Any], msgs: list) -> None:
-        """on_message for each of msgs: what _run_job(conn, _call_each, ...) does, without its
-        layers in the common case (inside the read batch's runner, no job of conn running),
-        which is every message of a busy server."""
+    def handle_messages(self, conn: Any, msgs: list) -> None:
+        """ConnectionOwner.handle_messages of a Worker: on_message for each of msgs. What
+        _run_job(conn, _call_each, ...) does, without its layers in the common case (inside
+        the read batch's runner, no job of conn running), which is every message of a busy
+        server."""
+        self.total_request += len(msgs)
+        cb = conn.on_message or self.on_message
+        if cb is None:
+            return
         if conn._busy or getcurrent() is self._hub:
             self._run_job(conn, self._call_each, (cb, conn, msgs))
             return

@@ -97,6 +97,8 @@ class Worker(Runners, StrictConfig, metaclass=StrictConfigMeta):
         #: hung-process watchdog: a process whose event loop has not run for this many seconds
         #: is ended and started again, its stack in the log (0 turns it off); see watchdog.py
         self.loop_timeout = 30.0
+        #: first garbage-collector threshold in the serving process (0: Python's); gctune.py
+        self.gc_threshold = 20000
         #: reload: how long a replacement may take to report ready (see notify.py) before the
         #: reload is called failed and the old processes keep serving
         self.ready_timeout = 20.0
@@ -365,11 +367,7 @@ class Worker(Runners, StrictConfig, metaclass=StrictConfigMeta):
         if self.on_connect is not None:
             self._run_job(conn, self._call_user, (self.on_connect, conn))
 
-    def handle_messages(self, conn: TcpConnection, msgs: list) -> None:
-        self.total_request += len(msgs)
-        cb = conn.on_message or self.on_message
-        if cb is not None:
-            self._run_messages(conn, cb, msgs)
+    # handle_messages (on_message for each message of a read): runners.Runners
 
     def handle_handshake(self, conn: TcpConnection, data: dict) -> None:
         if self.on_websocket_connect is not None:

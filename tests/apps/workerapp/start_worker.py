@@ -7,6 +7,7 @@ WFlood  text://   maxSendBufferSize 256 KB, on_buffer_full/on_buffer_drain count
 WWs     websocket echo with an event log, a blocking command and a raising command
 WProto  myproto:// a user protocol from Protocols/MyProto.py
 """
+import gc
 import json
 import os
 
@@ -68,6 +69,8 @@ def text_message(conn, data):
         conn.send("pong")
     elif cmd == "echo":
         conn.send("echo:" + arg)
+    elif cmd == "gc":
+        conn.send(json.dumps([gc.get_threshold()[0], gc.get_freeze_count()]))
     elif cmd == "events":
         conn.send(json.dumps(events.get(int(arg), [])))
     elif cmd == "raise":
@@ -169,6 +172,7 @@ def camel_message(conn, data):
             "remote_address": conn.getRemoteAddress(), "local_port": conn.getLocalPort(),
             "camel_reads_back": [camel.onMessage is camel_message,
                                  camel.maxSendBufferSize == camel.max_send_buffer_size],
+            "gc_threshold": gc.get_threshold()[0], "gc_frozen": gc.get_freeze_count(),
             **camel_state}))
     else:
         conn.send("camel:" + data)
@@ -178,6 +182,7 @@ camel.onWorkerStart = camel_start
 camel.onConnect = camel_connect
 camel.onMessage = camel_message
 camel.onClose = camel_close
+camel.gcThreshold = 12345
 camel.maxSendBufferSize = 123456
 camel.maxPackageSize = 1024
 
