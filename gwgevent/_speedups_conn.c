@@ -153,6 +153,38 @@ io_error(PyObject *self, PyObject *what)
     return r;
 }
 
+/* A Python socket call (a subclass's _recv, a non-standard socket's send) raised: 0 when it
+ * was BlockingIOError or InterruptedError (nothing happened; the error is cleared), 1 when it
+ * was another OSError (*result: what self._io_error(what, exc) returned, NULL if that
+ * raised), -1 for anything else (the exception stays set), as the Python code's except
+ * clauses do. */
+static int
+py_io_failed(PyObject *self, PyObject *what, PyObject **result)
+{
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OSError))
+        return -1;
+    PyObject *exc = fetch_exc();
+    *result = exc == NULL ? NULL : PyObject_CallMethodObjArgs(self, s__io_error, what, exc, NULL);
+    Py_XDECREF(exc);
+    return 1;
+}
+
+/* data as a bytes object (steals the reference; NULL with an exception) */
+static PyObject *
+as_bytes(PyObject *data)
+{
+    if (data == NULL || PyBytes_Check(data))
+        return data;
+    PyObject *b = PyBytes_FromObject(data);
+    Py_DECREF(data);
+    return b;
+}
+
 /* Input handling raised: an Exception closes this connection only (badinput.input_failed);
  * anything else (GreenletExit, KeyboardInterrupt) goes on up, as in the Python code. */
 static PyObject *
@@ -296,25 +328,12 @@ c_on_readable(PyObject *self, PyObject *unused)
         /* TLS (or a subclass's own _recv): the Python read */
         data = PyObject_CallMethodNoArgs(self, s__recv);
         if (data == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-                PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-                PyErr_Clear();
-                Py_RETURN_NONE;
-            }
-            if (!PyErr_ExceptionMatches(PyExc_OSError))
-                return NULL;
-            PyObject *exc = fetch_exc();
-            PyObject *r = PyObject_CallMethodObjArgs(self, s__io_error, s_read_word, exc, NULL);
-            Py_XDECREF(exc);
-            return r;
+            PyObject *r = NULL;
+            int how = py_io_failed(self, s_read_word, &r);
+            return how == 0 ? Py_NewRef(Py_None) : how == 1 ? r : NULL;
         }
-        if (!PyBytes_Check(data)) {
-            PyObject *b = PyBytes_FromObject(data);
-            Py_DECREF(data);
-            if (b == NULL)
-                return NULL;
-            data = b;
-        }
+        if ((data = as_bytes(data)) == NULL)
+            return NULL;
         buf = (const unsigned char *)PyBytes_AS_STRING(data);
         n = PyBytes_GET_SIZE(data);
     }
@@ -548,20 +567,10 @@ c_flush(PyObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "_flush: nothing queued");
         return NULL;
     }
-    if (PyList_GET_SIZE(out) == 1) {
-        data = Py_NewRef(PyList_GET_ITEM(out, 0));
-    } else {
-        data = _PyBytes_Join(s_empty, out);
-        if (data == NULL)
-            return NULL;
-    }
-    if (!PyBytes_Check(data)) {
-        PyObject *b = PyBytes_FromObject(data);
-        Py_DECREF(data);
-        if (b == NULL)
-            return NULL;
-        data = b;
-    }
+    data = as_bytes(PyList_GET_SIZE(out) == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0))
+                                               : _PyBytes_Join(s_empty, out));
+    if (data == NULL)
+        return NULL;
     Py_ssize_t len = PyBytes_GET_SIZE(data), sent;
     PyObject *sock = SLOT(self, C_SOCK);
     if (sock != NULL && Py_TYPE(sock) == sock_type) {
@@ -577,20 +586,12 @@ c_flush(PyObject *self, PyObject *unused)
     } else {
         PyObject *r = sock == NULL ? NULL : PyObject_CallMethodOneArg(sock, s_send, data);
         if (r == NULL) {
-            if (sock != NULL && (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-                                 PyErr_ExceptionMatches(PyExc_InterruptedError))) {
-                PyErr_Clear();
-                sent = 0;
-            } else if (sock != NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
-                PyObject *exc = fetch_exc();
+            int how = sock == NULL ? -1 : py_io_failed(self, s_write_word, &r);
+            if (how != 0) {
                 Py_DECREF(data);
-                r = PyObject_CallMethodObjArgs(self, s__io_error, s_write_word, exc, NULL);
-                Py_XDECREF(exc);
-                return r;
-            } else {
-                Py_DECREF(data);
-                return NULL;
+                return how == 1 ? r : NULL;
             }
+            sent = 0;
         } else {
             sent = PyLong_AsSsize_t(r);
             Py_DECREF(r);
@@ -836,6 +837,31 @@ static PyMethodDef conn_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
+/* TcpConnection.status and .is_open: read on every send by the worker's transport, so a C
+ * getter (no Python frame) instead of the Python properties */
+static PyObject *
+g_status(PyObject *self, void *closure)
+{
+    PyObject *v = slot_get(self, conn_off[C_STATUS], "_status");
+    return v == NULL ? NULL : Py_NewRef(v);
+}
+
+static PyObject *
+g_is_open(PyObject *self, void *closure)
+{
+    long status = slot_long(self, C_STATUS);
+    if (status == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(status < st_closing);
+}
+
+static PyGetSetDef conn_getsets[] = {
+    {"status", g_status, NULL, "The ConnectionStatus (C getter).", NULL},
+    {"is_open", g_is_open, NULL, "Not closing or closed: data may still be sent and received "
+     "(C getter).", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
 static int
 find_offsets(PyTypeObject *tp, const char **names, Py_ssize_t *offs, int n)
 {
@@ -910,6 +936,15 @@ m_conn_install(PyObject *module, PyObject *args)
             Py_XSETREF(d_write, Py_NewRef(d));
         else if (strcmp(def->ml_name, "_flush") == 0)
             Py_XSETREF(d_flush, Py_NewRef(d));
+        Py_DECREF(d);
+    }
+    PyGetSetDef *gs;
+    for (gs = conn_getsets; gs->name != NULL; gs++) {
+        PyObject *d = PyDescr_NewGetSet((PyTypeObject *)cls, gs);
+        if (d == NULL || PyObject_SetAttrString(cls, gs->name, d) < 0) {
+            Py_XDECREF(d);
+            return NULL;
+        }
         Py_DECREF(d);
     }
     Py_XSETREF(d_recv_py, Py_NewRef(recv_py));

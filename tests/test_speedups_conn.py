@@ -34,7 +34,7 @@ class PyConn(cn.TcpConnection):
     __slots__ = ()
 
 
-for _name in cn._C_METHODS if cn.ACCELERATED_IO else ():
+for _name in cn._C_METHODS + cn._C_GETTERS if cn.ACCELERATED_IO else ():
     setattr(PyConn, _name, cn.PY_REFERENCE[_name])
 
 
@@ -104,7 +104,8 @@ def _drain(peer, expect_more=True) -> bytes:
 
 def _state(conn, owner) -> tuple:
     out = conn._out
-    return (conn.send_buffer_size, None if out is None else b"".join(out), conn._status,
+    return (conn.send_buffer_size, None if out is None else b"".join(out), conn.status,
+            conn.is_open,
             conn.buffer_full, conn.bytes_written, conn.bytes_read, owner.send_fail,
             conn._ww is not None, list(owner.events))
 
@@ -233,6 +234,9 @@ def test_the_c_methods_are_installed_and_subclasses_keep_their_own():
     for name in cn._C_METHODS:          # the comparison above really compares two codes
         assert getattr(PyConn, name) is not getattr(cn.TcpConnection, name)
         assert type(getattr(PyConn, name)).__name__ == "function"
+    for name in cn._C_GETTERS:
+        assert type(cn.TcpConnection.__dict__[name]).__name__ == "getset_descriptor"
+        assert type(PyConn.__dict__[name]) is property
     assert cn.flush_pending is accel.speedups.flush_pending
     from gwgevent.runtime.tls import TlsConnection
     assert TlsConnection._flush is not cn.TcpConnection._flush      # TLS keeps its own

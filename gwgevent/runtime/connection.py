@@ -557,7 +557,7 @@ def _install_speedups() -> bool:
     c = accel.speedups
     if c is None:
         return False
-    PY_REFERENCE.update({name: TcpConnection.__dict__[name] for name in _C_METHODS},
+    PY_REFERENCE.update({name: TcpConnection.__dict__[name] for name in _C_METHODS + _C_GETTERS},
                         flush_pending=flush_pending, write_many=write_many)
     from ..protocols._base import CodecBase
     from ..protocols.websocket import OPEN, WebSocketCodec
@@ -576,6 +576,7 @@ def _install_speedups() -> bool:
 #: the Python functions the C speedups replaced (tests/test_speedups.py runs both)
 PY_REFERENCE: dict = {}
 _C_METHODS = ("_on_readable", "_queue_readable", "send", "write", "_flush")
+_C_GETTERS = ("status", "is_open")
 
 #: write_ws_open(conns, frame, websocket_type) -> rest: with the C speedups, a broadcast's
 #: fan-out to the open websocket connections of one websocket_type (None: any); else None
