@@ -721,68 +721,26 @@ queue_on(PyObject *conn, PyObject *data, Py_ssize_t size)
     return call_method_void(conn, s_write, data);
 }
 
-static PyObject *
-m_write_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The fan-out loop of write_many (rest NULL: every open connection gets data) and of
+ * write_ws_open (rest a list: only open WebSocketCodecs of websocket_type wt, None: any; the
+ * others are appended to rest). Closing connections are skipped in both. 0, or -1. */
+static int
+fan_out(PyObject *conns, PyObject *data, PyObject *wt, PyObject *rest)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "write_many(conns, data)");
-        return NULL;
-    }
-    PyObject *data = args[1], *it = PyObject_GetIter(args[0]), *conn;
+    PyObject *it = PyObject_GetIter(conns), *conn;
     Py_ssize_t size = PyObject_Size(data);
     if (it == NULL || size < 0) {
         Py_XDECREF(it);
-        return NULL;
+        return -1;
     }
     while ((conn = PyIter_Next(it)) != NULL) {
+        int match = rest == NULL;
         if (!PyObject_TypeCheck(conn, conn_type)) {
-            PyErr_SetString(PyExc_TypeError, "write_many: not a TcpConnection");
-            goto fail;
-        }
-        long status = slot_long(conn, C_STATUS);
-        if (status == -1 && PyErr_Occurred())
-            goto fail;
-        if (status >= st_closing) {
-            Py_DECREF(conn);
-            continue;
-        }
-        if (queue_on(conn, data, size) < 0)
-            goto fail;
-        Py_DECREF(conn);
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred())
-        return NULL;
-    if (PyList_GET_SIZE(pending) && !flush_scheduled && schedule_flush() < 0)
-        return NULL;
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(conn);
-    Py_DECREF(it);
-    return NULL;
-}
-
-/* write_ws_open(conns, frame, websocket_type) -> rest: the broadcast fan-out of the Gateway
- * (GatewayCore.send_many). frame goes to every open connection whose codec is an open
- * WebSocketCodec and whose websocket_type is websocket_type (None: any; a binary frame);
- * connections closing are skipped (as write_many does); the others are returned, for the
- * Python code to frame and send one by one. */
-static PyObject *
-m_write_ws_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "write_ws_open(conns, frame, websocket_type)");
-        return NULL;
-    }
-    PyObject *data = args[1], *wt = args[2], *it = PyObject_GetIter(args[0]), *conn;
-    Py_ssize_t size = PyObject_Size(data);
-    PyObject *rest = PyList_New(0);
-    if (it == NULL || size < 0 || rest == NULL)
-        goto fail_early;
-    while ((conn = PyIter_Next(it)) != NULL) {
-        int match = 0;
-        if (PyObject_TypeCheck(conn, conn_type)) {
-            PyObject *codec = SLOT(conn, C_CODEC), *cwt = SLOT(conn, C_WSTYPE);
+            if (rest == NULL) {
+                PyErr_SetString(PyExc_TypeError, "write_many: not a TcpConnection");
+                goto fail;
+            }
+        } else {
             long status = slot_long(conn, C_STATUS);
             if (status == -1 && PyErr_Occurred())
                 goto fail;
@@ -790,7 +748,8 @@ m_write_ws_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(conn);
                 continue;
             }
-            if (codec != NULL && Py_TYPE(codec) == ws_type) {
+            PyObject *codec = SLOT(conn, C_CODEC), *cwt = SLOT(conn, C_WSTYPE);
+            if (!match && codec != NULL && Py_TYPE(codec) == ws_type) {
                 PyObject *state = WSLOT(codec, W_STATE);
                 match = state != NULL && PyLong_CheckExact(state) &&
                         PyLong_AsLong(state) == ws_open;
@@ -806,21 +765,46 @@ m_write_ws_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(conn);
     }
     Py_DECREF(it);
-    if (PyErr_Occurred()) {
-        Py_DECREF(rest);
+    if (PyErr_Occurred())
+        return -1;
+    if (PyList_GET_SIZE(pending) && !flush_scheduled && schedule_flush() < 0)
+        return -1;
+    return 0;
+fail:
+    Py_DECREF(conn);
+    Py_DECREF(it);
+    return -1;
+}
+
+/* write_many(conns, data): queue the same framed bytes on many connections */
+static PyObject *
+m_write_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "write_many(conns, data)");
         return NULL;
     }
-    if (PyList_GET_SIZE(pending) && !flush_scheduled && schedule_flush() < 0) {
-        Py_DECREF(rest);
+    return fan_out(args[0], args[1], Py_None, NULL) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* write_ws_open(conns, frame, websocket_type) -> rest: the broadcast fan-out of the Gateway
+ * (GatewayCore.send_many). frame goes to every open connection whose codec is an open
+ * WebSocketCodec and whose websocket_type is websocket_type (None: any; a binary frame);
+ * connections closing are skipped (as write_many does); the others are returned, for the
+ * Python code to frame and send one by one. */
+static PyObject *
+m_write_ws_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_ws_open(conns, frame, websocket_type)");
+        return NULL;
+    }
+    PyObject *rest = PyList_New(0);
+    if (rest == NULL || fan_out(args[0], args[1], args[2], rest) < 0) {
+        Py_XDECREF(rest);
         return NULL;
     }
     return rest;
-fail:
-    Py_DECREF(conn);
-fail_early:
-    Py_XDECREF(it);
-    Py_XDECREF(rest);
-    return NULL;
 }
 
 static PyMethodDef conn_methods[] = {
