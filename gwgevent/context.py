@@ -83,20 +83,19 @@ event_context = py_event_context if accel.speedups is None else \
 #: the API; the BusinessWorker and the Gateway API use the dict directly on their per-event
 #: paths (a Python call less each, per message)
 by_greenlet: "dict[Any, Context]" = {}
-_by_greenlet = by_greenlet
 
 
 def current() -> Optional[Context]:
     """The context of the event the calling greenlet is handling, or None."""
-    return _by_greenlet.get(getcurrent())
+    return by_greenlet.get(getcurrent())
 
 
 def bind(ctx: Context) -> None:
-    _by_greenlet[getcurrent()] = ctx
+    by_greenlet[getcurrent()] = ctx
 
 
 def unbind() -> None:
-    _by_greenlet.pop(getcurrent(), None)
+    by_greenlet.pop(getcurrent(), None)
 
 
 class _ContextProxy:

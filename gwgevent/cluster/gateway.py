@@ -21,8 +21,7 @@ from ..codec import register_lines
 from ..codec.gateway_protocol import (CMD_CLOSE_DONE, CMD_GATEWAY_CLIENT_CONNECT, CMD_ON_CLOSE,
                                      CMD_ON_CONNECT, CMD_ON_MESSAGE, CMD_ON_WEBSOCKET_CONNECT,
                                      CMD_PING, CMD_WORKER_CONNECT, CMD_WORKER_DRAIN,
-                                     CMD_WORKER_DRAINED, CMD_SEND_TO_ONE, FEATURES, FLAG_BINARY,
-                                     FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
+                                     CMD_WORKER_DRAINED, FEATURES,
                                      encode as encode_packet, hello_packet, parse_hello)
 from ..codec.phpjson import json_decode
 from ..log import get_logger
@@ -53,9 +52,6 @@ ROUTER_RANDOM = 2
 WORKER_PING_INTERVAL = 25.0
 _PING = encode_packet(CMD_PING)
 _DRAIN_CMDS = frozenset((CMD_WORKER_DRAIN, CMD_WORKER_DRAINED))
-
-
-_SCALAR_BINARY = FLAG_BODY_IS_SCALAR | FLAG_BINARY
 
 
 class _Link:
@@ -435,24 +431,8 @@ class Gateway(GatewayFlow, WorkerSuspension, Worker, GatewayFacade, metaclass=_G
         handle = self.core.handle
         reply = link.write
         authorized = state.authorized
-        connections = self.connections
-        # (metrics wrap core.handle to count commands: then every command goes through it)
-        fast_one = authorized and getattr(handle, "__func__", None) is GatewayCore.handle
         for pkt in packets:
             cmd = pkt.cmd
-            if cmd == CMD_SEND_TO_ONE and fast_one and \
-                    pkt.flag & _SCALAR_BINARY == FLAG_BODY_IS_SCALAR:
-                # the most frequent command, a message for one client: what handle() does
-                # for it (GatewayCore._send_to_one) without its two calls
-                conn = connections.get(pkt.connection_id)
-                if conn is not None:
-                    try:
-                        conn.send(pkt.body, pkt.flag & FLAG_NOT_CALL_ENCODE)
-                    except Exception as exc:   # a user protocol's encode(): this packet only
-                        self.core.log.error("gateway: CMD_SEND_TO_ONE failed (connection_id="
-                                            "%d): %s: %s", pkt.connection_id,
-                                            type(exc).__name__, exc)
-                continue
             if cmd < CMD_WORKER_CONNECT and authorized:
                 handle(pkt, reply)    # GatewayWorker's commands (1-28): never close the link
                 continue
