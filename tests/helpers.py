@@ -541,8 +541,9 @@ def raw_ws_open(port: int) -> socket.socket:
 
 
 def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, masked: bool = True,
-                 length: Optional[int] = None) -> bytes:
-    """A client frame; `length` overrides the length field (to lie about the size)."""
+                 length: Optional[int] = None, mask: Optional[bytes] = None) -> bytes:
+    """A client frame; `length` overrides the length field (to lie about the size); `mask`
+    the 4 masking bytes (random when not given)."""
     n = len(payload) if length is None else length
     b0 = (0x80 if fin else 0) | opcode
     mbit = 0x80 if masked else 0
@@ -554,7 +555,8 @@ def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, masked: bool
         head = bytes((b0, mbit | 127)) + n.to_bytes(8, "big")
     if not masked:
         return head + payload
-    mask = os.urandom(4)
+    if mask is None:
+        mask = os.urandom(4)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 

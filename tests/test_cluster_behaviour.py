@@ -119,16 +119,25 @@ def test_sticky_routing(cluster):
 
 # ------------------------------------------------------------------ hold while no worker
 
-@pytest.fixture
-def no_worker_cluster():
+def _hold_cluster(with_worker: bool):
+    """Register + one ws gateway with a short no-worker hold, and its worker if asked."""
     c = Cluster(ws_count=1, text=False, worker_count=1, hold_timeout=HOLD)
     try:
         c.start("start_register.py")
         c.start("start_gateway_ws.py")
+        if with_worker:
+            c.start("start_businessworker.py")
         c.wait_registered(1)
+        if with_worker:
+            c.ws().close()              # the worker is linked: a hello came back
         yield c
     finally:
         c.teardown()
+
+
+@pytest.fixture
+def no_worker_cluster():
+    yield from _hold_cluster(False)
 
 
 def test_hold_while_no_worker_is_bounded(no_worker_cluster):
@@ -159,16 +168,7 @@ def test_hold_while_no_worker_is_bounded(no_worker_cluster):
 
 @pytest.fixture
 def one_worker_cluster():
-    c = Cluster(ws_count=1, text=False, worker_count=1, hold_timeout=HOLD)
-    try:
-        c.start("start_register.py")
-        c.start("start_gateway_ws.py")
-        c.start("start_businessworker.py")
-        c.wait_registered(1)
-        c.ws().close()                  # the worker is linked: a hello came back
-        yield c
-    finally:
-        c.teardown()
+    yield from _hold_cluster(True)
 
 
 def test_client_held_while_the_only_worker_is_silent_goes_to_it_when_it_answers(

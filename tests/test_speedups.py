@@ -17,6 +17,7 @@ import pytest
 import gwgevent.accel as accel
 import gwgevent.codec.gateway_protocol as gp
 import gwgevent.protocols.websocket as ws
+from helpers import client_frame
 from vectors import load_vectors
 
 needs_c = pytest.mark.skipif(not accel.ACCELERATED, reason="gwgevent._speedups: %s" %
@@ -74,25 +75,10 @@ def _run(stream: bytes, cuts: list, raw: bool, limit: int, accelerated: bool,
         return seen, codec.closing, codec.error, bytes(codec.buf), codec.state
 
 
-def _mask(payload: bytes, key: bytes) -> bytes:
-    return bytes(b ^ key[i & 3] for i, b in enumerate(payload))
-
-
 def _frame(rnd: random.Random, op: int, payload: bytes, fin: bool = True,
            masked: bool = True) -> bytes:
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | op
-    m = 0x80 if masked else 0
-    if n < 126:
-        head = bytes((b0, m | n))
-    elif n < 65536:
-        head = bytes((b0, m | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, m | 127)) + n.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    key = rnd.randbytes(4)
-    return head + key + _mask(payload, key)
+    """helpers.client_frame with masks from the seeded generator (reproducible streams)."""
+    return client_frame(payload, op, fin, masked, mask=rnd.randbytes(4) if masked else None)
 
 
 def _payload(rnd: random.Random) -> tuple:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import struct
 from collections import deque
 
 import pytest
@@ -22,6 +21,7 @@ from gwgevent.cluster import event_routing
 from gwgevent.protocols.text import TextCodec
 from gwgevent.protocols.websocket import OPEN, WebSocketCodec
 from gwgevent.runtime import connection as cn
+from helpers import client_frame
 
 ctxmod = importlib.import_module("gwgevent.context")   # (gwgevent.context is the proxy)
 
@@ -110,12 +110,9 @@ def _state(conn, owner) -> tuple:
             conn._ww is not None, list(owner.events))
 
 
-def masked(payload: bytes, op: int = 0x81, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
-    n = len(payload)
-    head = bytes([op]) + (bytes([0x80 | n]) if n < 126 else
-                          bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
-                          bytes([0x80 | 127]) + struct.pack(">Q", n))
-    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+def masked(payload: bytes, opcode: int = 1) -> bytes:
+    """A client frame with a fixed mask: both runs of a scenario get the same bytes."""
+    return client_frame(payload, opcode, mask=b"\x01\x02\x03\x04")
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -182,19 +179,19 @@ def scenario_partial_write(cls):
 
 def scenario_reads(cls):
     conn, owner, peer = _pair(cls)
-    peer.sendall(masked(b"one") + masked(b"\xe2\x9c\x93 two") + masked(b"bin", 0x82))
+    peer.sendall(masked(b"one") + masked(b"\xe2\x9c\x93 two") + masked(b"bin", 2))
     conn._on_readable()
     peer.sendall(masked(b"three") + masked(b"fou"))         # a frame split across reads
     conn._on_readable()
     whole = masked(b"four and more" * 20)
     peer.sendall(whole[:7])
     conn._on_readable()
-    peer.sendall(whole[7:] + masked(b"ping!", 0x89) + masked(b"after ping"))
+    peer.sendall(whole[7:] + masked(b"ping!", 9) + masked(b"after ping"))
     conn._on_readable()
     _flush(cls)
     pong = _drain(peer)
     conn.codec.raw_text = True
-    peer.sendall(masked(b"raw text") + masked(b"raw bin", 0x82))
+    peer.sendall(masked(b"raw text") + masked(b"raw bin", 2))
     conn._on_readable()
     peer.sendall(masked(b"\xff\xfe bad utf-8"))
     conn._on_readable()
